@@ -1,0 +1,27 @@
+"""What every entry script shares: error handling, logging set-up, common parsing."""
+import logging
+import sys
+
+from .errors import FBNetError
+
+
+def run(main, argv=None):
+    """Run ``main(argv)``; a :class:`FBNetError` becomes one line on stderr and exit 2."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        code = main(argv)
+    except FBNetError as e:
+        print("error: %s" % e, file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code or 0)
+
+
+def format_count(n):
+    """1234567 -> '1.23M'."""
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return "%.2f%s" % (n / div, unit)
+    return str(n)

@@ -1,0 +1,105 @@
+"""Build networks from a decoded space: one trunk builder shared by every consumer.
+
+:func:`build_trunk` walks a :class:`~fbnet_symbol.search_space.Layout` — stem, then each
+searchable layer through a caller-supplied ``layer_fn``, then the tail and the embedding.
+A child network passes a ``layer_fn`` that builds its one chosen block; the supernet
+passes one that builds the Gumbel-softmax mixture of all candidates. Shapes and names
+therefore agree between the two by construction.
+"""
+import mxnet as mx
+
+from . import blocks, blocks_se
+from .architecture import load_architecture
+from .errors import FBNetError
+from .heads import build_head
+
+SPACE_MODULES = {"fbnet": blocks, "fbnet_se": blocks_se}
+DATA_NAME = "data"
+LABEL_NAME = "softmax_label"
+MODES = ("train", "logits", "embedding")
+
+
+def space_module(space_name):
+    return SPACE_MODULES[space_name]
+
+
+def block_prefix(layer, candidate_name):
+    """Stable name prefix of a candidate block: ``layer<N>_<candidate>``."""
+    return "%s_%s" % (layer.name, candidate_name)
+
+
+def build_block(data, layout, layer, candidate_name):
+    """Build one candidate block at one layer (dispatch through the space's registry)."""
+    candidate = layout.space.candidate(candidate_name)
+    fn = space_module(layout.space.name).OPS[candidate.op]
+    return fn(data, layer, block_prefix(layer, candidate_name),
+              layout.preset.bn_inside_blocks, **candidate.params)
+
+
+def build_trunk(data, layout, layer_fn, feature_dim):
+    """Stem -> searchable layers -> tail -> pooled features -> optional embedding.
+
+    Parameters
+    ----------
+    data : Symbol
+    layout : Layout
+    layer_fn : callable(Symbol, Layer) -> Symbol
+        Builds what sits at one searchable layer.
+    feature_dim : int
+        Units of the embedding FC (``0``: none, features are the pooled tail).
+
+    Returns
+    -------
+    (features, dim) : (Symbol, int)
+    """
+    module = space_module(layout.space.name)
+    x = module.stem(data, layout)
+    for layer in layout.layers:
+        x = module.before_layer(x, layer, layout)
+        x = layer_fn(x, layer)
+    x = module.tail(x, layout)
+    dim = module.tail_channels(layout)
+    if feature_dim:
+        x = mx.sym.FullyConnected(x, num_hidden=feature_dim, name="embedding")
+        dim = feature_dim
+    return x, dim
+
+
+def check_num_classes(num_classes):
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise FBNetError("number of classes must be an integer >= 2, got %r"
+                         % (num_classes,))
+
+
+def build_network(arch, num_classes, image_shape=None, mode="train"):
+    """Build the plain (child) network of an architecture.
+
+    Parameters
+    ----------
+    arch : Architecture, str or dict
+        Anything :func:`~fbnet_symbol.architecture.load_architecture` accepts.
+    num_classes : int
+    image_shape : tuple or str, optional
+        ``(C, H, W)``; defaults to the preset's.
+    mode : {'train', 'logits', 'embedding'}
+        ``train``: ``SoftmaxOutput`` over the margin logits, label ``softmax_label``.
+        ``logits``: plain logits (no margin, no label) — the inference graph.
+        ``embedding``: the features the head reads (what a margin-head model ships).
+    """
+    arch = load_architecture(arch)
+    if mode not in MODES:
+        raise FBNetError("unknown network mode %r; choose one of: %s"
+                         % (mode, ", ".join(MODES)))
+    check_num_classes(num_classes)
+    layout = arch.layout(image_shape)
+    data = mx.sym.Variable(DATA_NAME)
+    features, dim = build_trunk(
+        data, layout, lambda x, layer: build_block(x, layout, layer, arch.blocks[layer.index]),
+        arch.feature_dim)
+    if mode == "embedding":
+        return features
+    label = mx.sym.Variable(LABEL_NAME)
+    train_logits, plain_logits = build_head(features, label, num_classes, dim, arch.head)
+    if mode == "logits":
+        return plain_logits
+    return mx.sym.SoftmaxOutput(train_logits, label=label, name="softmax")
