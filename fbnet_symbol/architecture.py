@@ -24,7 +24,7 @@ from typing import Optional, Tuple
 
 from .errors import FBNetError
 from .heads import HeadConfig
-from .search_space import PRESETS, decode_space, get_preset, get_space
+from .search_space import PRESETS, SPACES, decode_space, get_preset, get_space
 
 ARCH_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "archs")
 _KNOWN_KEYS = {"name", "space", "preset", "blocks", "width_mult", "last_channels", "head"}
@@ -126,11 +126,17 @@ class Architecture:
         except FBNetError as e:
             raise FBNetError("%s: %s" % (source, e)) from None
         n = layout.num_layers
+        valid = space.candidate_names
+        if self.blocks and not set(self.blocks) & set(valid):
+            for other in SPACES.values():
+                if set(self.blocks) <= set(other.candidate_names):
+                    raise FBNetError("%s: says space %r but its blocks are %r candidates; "
+                                     "set \"space\": \"%s\"" % (source, self.space,
+                                                                other.name, other.name))
         if len(self.blocks) != n:
             raise FBNetError("%s: %d blocks given but space %r has %d searchable layers; "
                              "list exactly one candidate name per layer"
                              % (source, len(self.blocks), self.space, n))
-        valid = space.candidate_names
         for layer, block in zip(layout.layers, self.blocks):
             if block not in valid:
                 raise FBNetError("%s: layer %d: unknown candidate %r for space %r; "
