@@ -58,11 +58,19 @@ def build_trunk(data, layout, layer_fn, feature_dim):
         x = module.before_layer(x, layer, layout)
         x = layer_fn(x, layer)
     x = module.tail(x, layout)
-    dim = module.tail_channels(layout)
-    if feature_dim:
-        x = mx.sym.FullyConnected(x, num_hidden=feature_dim, name="embedding")
-        dim = feature_dim
-    return x, dim
+    return build_embedding(x, module.tail_channels(layout), feature_dim)
+
+
+def build_embedding(features, dim, feature_dim):
+    """The seed's embedding FC of ``feature_dim`` units on pooled features (0: none)."""
+    if not feature_dim:
+        return features, dim
+    return mx.sym.FullyConnected(features, num_hidden=feature_dim, name="embedding"), feature_dim
+
+
+def tail_channels(layout):
+    """Width of the pooled features the embedding (or head) reads."""
+    return space_module(layout.space.name).tail_channels(layout)
 
 
 def check_num_classes(num_classes):

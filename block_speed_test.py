@@ -1,0 +1,135 @@
+"""Measure a latency lookup table on this device, or validate one against whole networks.
+
+    python block_speed_test.py --space fbnet --preset seed --image-shape 3,108,108 \\
+        --gpu cpu --batch-size 1 --output speed.txt
+    python block_speed_test.py --validate speed.json --num-archs 12 [--json]
+
+Writes the seed's ``speed.txt`` (one line per searchable layer, one ms value per candidate)
+and its ``speed.json`` twin with metadata; validation writes ``<stem>_validation.csv`` and
+``<stem>_validation.png`` beside the table.
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+
+from fbnet_symbol.cli import run
+from fbnet_symbol.errors import FBNetError
+from fbnet_symbol.heads import HEAD_DEFAULTS, HeadConfig
+from fbnet_symbol.search_space import PRESETS, SPACES, decode_space, parse_image_shape
+from fbnet_symbol.timing import QUICK, TimingPolicy
+
+logger = logging.getLogger("block_speed_test")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    m = p.add_argument_group("measure")
+    m.add_argument("--space", choices=sorted(SPACES), default="fbnet")
+    m.add_argument("--preset", choices=sorted(PRESETS), default="seed")
+    m.add_argument("--image-shape", help="C,H,W (default: the preset's)")
+    m.add_argument("--width-mult", type=float, default=1.0)
+    m.add_argument("--gpu", "--gpus", dest="gpu",
+                   help="one device: a GPU number, or cpu (default: GPU 0 if any, else CPU)")
+    m.add_argument("--batch-size", type=int, default=1, help="default: 1, as the seed")
+    m.add_argument("--num-classes", type=int, default=1000,
+                   help="classes of the head timed as a fixed part (default: 1000)")
+    m.add_argument("--model-type", choices=sorted(HEAD_DEFAULTS), default="softmax",
+                   help="head timed as a fixed part (default: softmax)")
+    m.add_argument("--feature-dim", type=int,
+                   help="embedding size (default: the preset's; 0: none)")
+    m.add_argument("--output", default="speed.txt",
+                   help="the .txt table; its .json twin gets the same stem (default speed.txt)")
+    v = p.add_argument_group("validate")
+    v.add_argument("--validate", metavar="SPEED_JSON",
+                   help="compare the table's predictions with timed whole networks")
+    v.add_argument("--num-archs", type=int, default=10,
+                   help="random architectures to time (FBNet-A/B/C are added where the "
+                        "table covers them; default 10)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the random architectures")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quick", action="store_true",
+                   help="few repeats: a rough table in seconds (for tests and smoke runs)")
+    return p.parse_args(argv)
+
+
+def single_device(spec):
+    from fbnet_symbol.devices import parse_devices
+    contexts = parse_devices(spec)
+    if len(contexts) != 1:
+        raise FBNetError("latency is measured on one device; give one, e.g. --gpu 0 or --gpu cpu")
+    return contexts[0]
+
+
+def measure(args, policy):
+    from fbnet_symbol.latency import measure_table
+
+    if args.batch_size < 1:
+        raise FBNetError("--batch-size must be at least 1")
+    shape = parse_image_shape(args.image_shape) if args.image_shape else None
+    layout = decode_space(args.space, args.preset, shape, args.width_mult)
+    ctx = single_device(args.gpu)
+    entries = sum(len(l.candidates) for l in layout.layers)
+    logger.info("measuring %s/%s at %s, batch %d, on %s: %d layers, %d entries",
+                layout.space.name, layout.preset.name,
+                "x".join(map(str, layout.image_shape)), args.batch_size, ctx,
+                layout.num_layers, entries)
+    table = measure_table(layout, ctx, args.batch_size, args.num_classes,
+                          HeadConfig(type=args.model_type), args.feature_dim, policy)
+    txt, js = table.save(args.output)
+    print("wrote %s and %s (%d unique blocks timed in %.0f s; per-call overhead %.3f ms)"
+          % (txt, js, table.meta["unique_measurements"], table.meta["seconds"],
+             table.meta["overhead_ms"]))
+    return 0
+
+
+def validate(args, policy):
+    from fbnet_symbol.latency import load_table
+    from fbnet_symbol.latency_validate import table_layout, validate_table, write_report
+
+    table = load_table(args.validate)
+    if not table.meta:
+        raise FBNetError("%s has no metadata; validation needs the .json twin written by "
+                         "block_speed_test.py" % args.validate)
+    table.check(table_layout(table))
+    from fbnet_symbol.devices import context_from_string
+    ctx = (single_device(args.gpu) if args.gpu is not None
+           else context_from_string(table.meta["device"]))
+    if str(ctx) != table.meta["device"]:
+        logger.warning("table measured on %s, validating on %s", table.meta["device"], ctx)
+    summary = validate_table(table, ctx, args.num_archs, args.seed, policy,
+                             progress=not args.json)
+    stem = os.path.splitext(args.validate)[0]
+    csv_path, png_path = stem + "_validation.csv", stem + "_validation.png"
+    write_report(summary, csv_path, png_path, title="%s/%s %s batch %d on %s" % (
+        table.meta["space"], table.meta["preset"],
+        "x".join(map(str, table.meta["image_shape"])), table.meta["batch_size"],
+        table.meta.get("device_name", table.meta["device"])))
+    summary["csv"], summary["png"] = csv_path, png_path
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    fmt = "%-10s %12s %12s %9s"
+    print(fmt % ("network", "predicted", "measured", "error"))
+    for r in summary["networks"]:
+        print(fmt % (r["name"], "%.3f ms" % r["predicted_ms"], "%.3f ms" % r["measured_ms"],
+                     "%+.1f%%" % r["error_pct"]))
+    print("%d networks: median |error| %.1f%%, Spearman %.3f" % (
+        summary["num_networks"], summary["median_abs_error_pct"], summary["spearman"]))
+    print("wrote %s and %s" % (csv_path, png_path))
+    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    policy = QUICK if args.quick else TimingPolicy()
+    if args.validate:
+        if args.num_archs < 2:
+            raise FBNetError("--num-archs must be at least 2 (a rank correlation needs two)")
+        return validate(args, policy)
+    return measure(args, policy)
+
+
+if __name__ == "__main__":
+    run(main, sys.argv[1:])

@@ -1,0 +1,355 @@
+"""Latency lookup tables: measure, save, read, check, predict, cache.
+
+Files (DESIGN.md section 7):
+
+* ``speed.txt`` — the seed's format: one line per searchable layer, one latency in ms
+  per offered candidate, in candidate order, space-separated.
+* ``speed.json`` — its twin with the metadata needed to trust it (space, preset, input
+  shape, batch, width, device and its name, MXNet version and backend, threads, engine,
+  timing policy) and, per entry, the median, the spread and the raw timing.
+
+What a table entry means. Each candidate is bound and timed *alone* at its layer's input
+shape, and every separately timed graph pays a fixed per-graph cost (engine dispatch,
+synchronisation, reading a cold input) that a whole network pays only once. That cost is
+measured, not assumed: for a few same-shape layers, a block ``B`` is timed alone (``t1``)
+and twice in a row in one graph (``t2``); ``t2 - t1`` is what ``B`` adds inside a network,
+so ``2*t1 - t2`` is the per-graph overhead (``overhead_ms``: the median over those
+layers, and never less than the time of an empty graph, ``call_overhead_ms``). The table
+stores each block's time net of it, floored at ``MIN_MS``; a network is predicted as
+``overhead + stem + sum(blocks) + tail + head`` (all net). In the seed preset a block's
+entry includes the BatchNorm that precedes its layer, since every child network has it.
+"""
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import os
+import time
+
+import mxnet as mx
+import numpy as np
+
+from .errors import FBNetError
+from .fileio import atomic_write, atomic_write_json
+from .heads import HeadConfig, build_head
+from .network import (LABEL_NAME, build_block, build_embedding, space_module,
+                      tail_channels)
+from .search_space import Layout, decode_space
+from .timing import TimingPolicy, overhead_symbol, time_symbols
+from .devices import device_name, runtime_info
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "fbnet_symbol.latency/1"
+MIN_MS = 1e-3
+FIXED_PARTS = ("stem", "tail", "head")
+MATCH_KEYS = ("space", "preset", "image_shape", "batch_size", "width_mult")
+
+
+def twin_paths(path):
+    """``speed.txt`` -> (``speed.txt``, ``speed.json``); same for a ``.json`` path."""
+    stem, ext = os.path.splitext(path)
+    if ext not in (".txt", ".json"):
+        stem = path
+    return stem + ".txt", stem + ".json"
+
+
+class LatencyTable:
+    """Per-layer, per-candidate latencies (ms) plus optional metadata.
+
+    ``values[l][i]`` is the cost of candidate ``candidates[l][i]`` at layer ``l``.
+    A table read from a seed-format ``.txt`` has ``meta == {}`` and no candidate names.
+    """
+
+    def __init__(self, values, candidates=None, meta=None, spread=None, raw=None,
+                 fixed=None, source="latency table"):
+        self.values = [list(map(float, row)) for row in values]
+        self.candidates = [list(c) for c in candidates] if candidates else None
+        self.meta = dict(meta or {})
+        self.spread = spread
+        self.raw = raw
+        self.fixed = fixed or {}
+        self.source = source
+
+    # ------------------------------------------------------------ files
+    def to_txt(self):
+        return "".join(" ".join("%.6f" % v for v in row) + "\n" for row in self.values)
+
+    def to_json_obj(self):
+        layers = []
+        for l, row in enumerate(self.values):
+            entry = {"layer": "layer%d" % (l + 1), "median_ms": row}
+            if self.candidates:
+                entry["candidates"] = self.candidates[l]
+            if self.spread:
+                entry["spread_ms"] = self.spread[l]
+            if self.raw:
+                entry["raw_ms"] = self.raw[l]
+            layers.append(entry)
+        return {"format": FORMAT, **self.meta, "unit": "ms", "layers": layers,
+                "fixed": self.fixed}
+
+    def save(self, path):
+        """Write the seed-format ``.txt`` and its ``.json`` twin (atomically)."""
+        txt, js = twin_paths(path)
+        atomic_write(txt, self.to_txt())
+        atomic_write_json(js, self.to_json_obj())
+        return txt, js
+
+    # ------------------------------------------------------------ checks
+    def check(self, layout, batch_size=None):
+        """Refuse a table that does not fit ``layout`` (and ``batch_size``), in one line."""
+        hint = ("measure one with: python block_speed_test.py --space %s --preset %s "
+                "--image-shape %s --output speed.txt"
+                % (layout.space.name, layout.preset.name,
+                   ",".join(map(str, layout.image_shape))))
+        if self.meta:
+            want = {"space": layout.space.name, "preset": layout.preset.name,
+                    "image_shape": list(layout.image_shape),
+                    "width_mult": layout.width_mult}
+            if batch_size is not None:
+                want["batch_size"] = batch_size
+            for key, value in want.items():
+                have = self.meta.get(key)
+                if have != value:
+                    raise FBNetError("%s was measured for %s=%s but this run uses %s=%s; %s"
+                                     % (self.source, key, _fmt(have), key, _fmt(value), hint))
+        if len(self.values) != layout.num_layers:
+            raise FBNetError("%s has %d rows but space %r has %d searchable layers; %s"
+                             % (self.source, len(self.values), layout.space.name,
+                                layout.num_layers, hint))
+        for layer, row in zip(layout.layers, self.values):
+            if len(row) != len(layer.candidates):
+                raise FBNetError(
+                    "%s row %d has %d values but layer %d of %s (preset %s) has %d "
+                    "candidates (%s); %s" % (self.source, layer.index + 1, len(row),
+                                             layer.index + 1, layout.space.name,
+                                             layout.preset.name, len(layer.candidates),
+                                             " ".join(layer.candidates), hint))
+            if self.candidates and list(self.candidates[layer.index]) != list(layer.candidates):
+                raise FBNetError("%s row %d lists candidates %s but the space offers %s; %s"
+                                 % (self.source, layer.index + 1,
+                                    " ".join(self.candidates[layer.index]),
+                                    " ".join(layer.candidates), hint))
+            bad = [v for v in row if not (np.isfinite(v) and v > 0)]
+            if bad:
+                raise FBNetError("%s row %d has a non-positive or non-finite latency (%s); "
+                                 "re-measure the table" % (self.source, layer.index + 1, bad[0]))
+        return self
+
+    # ------------------------------------------------------------ use
+    def cost(self, layout, layer_index, candidate):
+        layer = layout.layers[layer_index]
+        if candidate not in layer.candidates:
+            raise FBNetError("%s has no entry for %r at layer %d (measured: %s)"
+                             % (self.source, candidate, layer_index + 1,
+                                " ".join(layer.candidates)))
+        return self.values[layer_index][layer.candidates.index(candidate)]
+
+    def predict(self, arch, layout=None):
+        """Predicted latency (ms) of a whole child network: overhead + fixed + blocks."""
+        if not self.fixed or "overhead_ms" not in self.meta:
+            raise FBNetError("%s has no fixed-part timings (a seed-format .txt?); whole "
+                             "networks need the .json written by block_speed_test.py"
+                             % self.source)
+        layout = layout or arch.layout(tuple(self.meta["image_shape"]))
+        total = self.meta["overhead_ms"] + sum(self.fixed[p]["median_ms"] for p in FIXED_PARTS)
+        for layer in layout.layers:
+            total += self.cost(layout, layer.index, arch.blocks[layer.index])
+        return total
+
+
+def _fmt(v):
+    return "x".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+def load_table(path):
+    """Read a ``.json`` table (with metadata) or a seed-format ``.txt`` table."""
+    if not os.path.isfile(path):
+        raise FBNetError("latency table %s does not exist; measure one with "
+                         "block_speed_test.py or leave --lut out to measure automatically"
+                         % path)
+    source = "latency table %s" % path
+    with open(path) as f:
+        text = f.read()
+    if path.endswith(".json"):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise FBNetError("%s is not valid JSON (line %d: %s); re-measure it or pass "
+                             "its .txt twin" % (source, e.lineno, e.msg)) from None
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            raise FBNetError("%s is not a %s file; write tables with block_speed_test.py"
+                             % (source, FORMAT))
+        try:
+            layers = obj["layers"]
+            meta = {k: v for k, v in obj.items() if k not in ("format", "layers", "fixed", "unit")}
+            return LatencyTable([l["median_ms"] for l in layers],
+                                [l["candidates"] for l in layers] if all(
+                                    "candidates" in l for l in layers) else None,
+                                meta, [l.get("spread_ms") for l in layers],
+                                [l.get("raw_ms") for l in layers], obj.get("fixed"), source)
+        except (KeyError, TypeError) as e:
+            raise FBNetError("%s lacks %s; re-measure it with block_speed_test.py"
+                             % (source, e)) from None
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            rows.append([float(v) for v in line.split()])
+        except ValueError:
+            raise FBNetError("%s line %d is not a list of numbers: %r; the format is one "
+                             "line per layer, one ms value per candidate"
+                             % (source, n, line.strip()[:60])) from None
+    if not rows:
+        raise FBNetError("%s is empty; measure a table with block_speed_test.py" % source)
+    return LatencyTable(rows, source=source)
+
+
+# ---------------------------------------------------------------- measuring
+
+def block_symbol(layout, layer, candidate, repeat=1):
+    """What one table entry times: (pre-layer BN) + the candidate block.
+
+    ``repeat=2`` chains the block twice (same-shape layers only), for the overhead
+    calibration; the copy gets its own names.
+    """
+    data = mx.sym.Variable("data")
+    module = space_module(layout.space.name)
+    x = data
+    for r in range(repeat):
+        at = layer if r == 0 else dataclasses.replace(layer, index=layer.index + 1000 * r)
+        x = module.before_layer(x, at, layout)
+        x = build_block(x, layout, at, candidate)
+    if x is data:  # a bare skip: time the copy that stands for it
+        x = mx.sym.identity(data, name="%s_skip" % layer.name)
+    return x
+
+
+def calibration_pairs(layout, per_stage=1):
+    """Same-shape (layer, candidate) pairs used to measure the per-graph overhead.
+
+    The last layer of every stage that has a same-shape layer, with the space's first
+    and last non-skip candidates (a light and a heavy block).
+    """
+    pairs, seen = [], set()
+    for layer in reversed(layout.layers):
+        if not layer.shapes_match or layer.stage in seen:
+            continue
+        seen.add(layer.stage)
+        blocks = [c for c in layer.candidates
+                  if not layout.space.candidate(c).identity]
+        for c in dict.fromkeys([blocks[0], blocks[-1]]):
+            pairs.append((layer, c))
+    return pairs
+
+
+def fixed_symbols(layout, num_classes, head, feature_dim):
+    """(name, symbol, input shape without batch) of the parts outside the searchable layers."""
+    module = space_module(layout.space.name)
+    last = layout.layers[-1]
+    stem = module.stem(mx.sym.Variable("data"), layout)
+    tail = module.tail(mx.sym.Variable("data"), layout)
+    features, dim = build_embedding(mx.sym.Variable("data"), tail_channels(layout), feature_dim)
+    _, plain = build_head(features, mx.sym.Variable(LABEL_NAME), num_classes, dim, head)
+    return [("stem", stem, tuple(layout.image_shape)),
+            ("tail", tail, last.out_shape),
+            ("head", plain, (tail_channels(layout),))]
+
+
+def _shape_key(layout, layer, candidate):
+    return (layer.in_shape, layer.out_channels, layer.stride, layer.shapes_match, candidate,
+            layout.preset.bn_inside_blocks)
+
+
+def measure_table(layout, ctx, batch_size=1, num_classes=1000, head=None, feature_dim=None,
+                  policy=TimingPolicy(), progress=True):
+    """Time every offered candidate of every layer, and the fixed parts, on ``ctx``."""
+    from tqdm import tqdm
+
+    head = head or HeadConfig()
+    if feature_dim is None:
+        feature_dim = layout.preset.feature_dim or 0
+    started = time.time()
+    unique = {}
+    for layer in layout.layers:
+        for c in layer.candidates:
+            unique.setdefault(_shape_key(layout, layer, c), (layer, c))
+    calibration = calibration_pairs(layout)
+    items = [overhead_symbol()]
+    items += [(block_symbol(layout, layer, c), (batch_size,) + layer.in_shape)
+              for layer, c in unique.values()]
+    fixed_jobs = fixed_symbols(layout, num_classes, head, feature_dim)
+    items += [(sym, (batch_size,) + tuple(shape)) for _, sym, shape in fixed_jobs]
+    items += [(block_symbol(layout, layer, c, repeat=2), (batch_size,) + layer.in_shape)
+              for layer, c in calibration]
+    with tqdm(total=len(items), desc="timing blocks", unit="block", disable=not progress) as bar:
+        results = time_symbols(items, ctx, policy, progress=bar.update)
+    call = results[0]
+    timings = dict(zip(unique, results[1:1 + len(unique)]))
+    doubles = results[1 + len(unique) + len(fixed_jobs):]
+    per_graph = [2 * timings[_shape_key(layout, layer, c)].median_ms - t.median_ms
+                 for (layer, c), t in zip(calibration, doubles)]
+    overhead = max([call.median_ms] + ([float(np.median(per_graph))] if per_graph else []))
+    fixed = {}
+    for (name, _, _), t in zip(fixed_jobs, results[1 + len(unique):]):
+        fixed[name] = {"median_ms": max(t.median_ms - overhead, MIN_MS),
+                       "spread_ms": t.spread_ms, "raw_ms": t.median_ms}
+
+    values, spread, raw = [], [], []
+    for layer in layout.layers:
+        ts = [timings[_shape_key(layout, layer, c)] for c in layer.candidates]
+        values.append([max(t.median_ms - overhead, MIN_MS) for t in ts])
+        spread.append([t.spread_ms for t in ts])
+        raw.append([t.median_ms for t in ts])
+    meta = table_key(layout, batch_size, ctx)
+    meta.update({
+        "device_name": device_name(ctx),
+        "num_classes": num_classes, "head": head.to_dict(), "feature_dim": feature_dim,
+        "timing": policy.to_dict(), "overhead_ms": overhead,
+        "call_overhead_ms": call.median_ms,
+        "overhead_samples_ms": per_graph,
+        "unique_measurements": len(unique),
+        "seconds": round(time.time() - started, 1),
+        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+    return LatencyTable(values, [list(l.candidates) for l in layout.layers], meta, spread, raw,
+                        fixed, source="measured latency table")
+
+
+def table_key(layout, batch_size, ctx):
+    """The settings a table is valid for (also the cache key)."""
+    return {"space": layout.space.name, "preset": layout.preset.name,
+            "image_shape": list(layout.image_shape), "batch_size": batch_size,
+            "width_mult": layout.width_mult, "device": str(ctx),
+            "device_name": device_name(ctx), **runtime_info()}
+
+
+# ---------------------------------------------------------------- cache
+
+def cache_dir():
+    return os.environ.get("FBNET_SYMBOL_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "fbnet_symbol")
+
+
+def cached_table(layout, ctx, batch_size=1, policy=TimingPolicy(), progress=True):
+    """A table for (space, preset, shape, batch, device, MXNet build): cached or measured."""
+    key = table_key(layout, batch_size, ctx)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    path = os.path.join(cache_dir(), "lut", "%s-%s-%s-b%d-%s.json" % (
+        layout.space.name, layout.preset.name, "x".join(map(str, layout.image_shape)),
+        batch_size, digest))
+    if os.path.isfile(path):
+        try:
+            table = load_table(path).check(layout, batch_size)
+            logger.info("using cached latency table %s", path)
+            return table, path
+        except FBNetError as e:
+            logger.warning("ignoring cached latency table: %s", e)
+    logger.info("no latency table for this device and shape yet: measuring one (cached "
+                "in %s)", path)
+    table = measure_table(layout, ctx, batch_size, policy=policy, progress=progress)
+    table.save(path)
+    return table, path

@@ -1,0 +1,163 @@
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from fbnet_symbol import latency
+from fbnet_symbol.architecture import load_architecture
+from fbnet_symbol.errors import FBNetError
+from fbnet_symbol.latency import LatencyTable, cached_table, load_table, measure_table
+from fbnet_symbol.latency_validate import candidate_architectures, error_stats
+from fbnet_symbol.search_space import decode_space
+from fbnet_symbol.timing import QUICK
+from tests.conftest import ROOT
+
+SEED = decode_space("fbnet", "seed")
+
+
+def synthetic_table(layout, batch_size=1):
+    rng = np.random.RandomState(0)
+    values = [list(rng.uniform(0.1, 2.0, len(l.candidates))) for l in layout.layers]
+    meta = {"space": layout.space.name, "preset": layout.preset.name,
+            "image_shape": list(layout.image_shape), "batch_size": batch_size,
+            "width_mult": layout.width_mult, "device": "cpu(0)", "overhead_ms": 0.05}
+    fixed = {p: {"median_ms": 0.5 + i} for i, p in enumerate(latency.FIXED_PARTS)}
+    return LatencyTable(values, [list(l.candidates) for l in layout.layers], meta,
+                        fixed=fixed)
+
+
+def test_round_trip_txt_and_json(tmp_path):
+    table = synthetic_table(SEED)
+    txt, js = table.save(str(tmp_path / "speed.txt"))
+    assert os.path.basename(js) == "speed.json"
+    from_json = load_table(js).check(SEED, 1)
+    from_txt = load_table(txt).check(SEED)
+    np.testing.assert_allclose(np.concatenate(from_json.values), np.concatenate(table.values))
+    np.testing.assert_allclose(np.concatenate(from_txt.values), np.concatenate(table.values),
+                               rtol=1e-5)
+    assert from_json.meta == table.meta and from_json.candidates == table.candidates
+    assert from_txt.meta == {}
+    assert len(open(txt).read().splitlines()) == 22
+
+
+def test_reads_seed_format_table(tmp_path):
+    # the seed's layout: 22 lines, 8 values in a stage's first layer, 9 elsewhere
+    counts = [8] + [8, 9, 9, 9] * 5 + [8]
+    lines = [" ".join("%.12f" % (0.1 + 0.01 * i + 0.001 * l) for i in range(n))
+             for l, n in enumerate(counts)]
+    path = tmp_path / "speed.txt"
+    path.write_text("\n".join(lines) + "\n")
+    table = load_table(str(path)).check(SEED)
+    assert [len(r) for r in table.values] == counts
+    assert table.cost(SEED, 2, "skip") == pytest.approx(0.1 + 0.08 + 0.002)
+    # a seed table has 8 columns in layer 1, the paper preset offers 9 there
+    with pytest.raises(FBNetError, match="row 1 has 8 values but layer 1 .* has 9 candidates"):
+        table.check(decode_space("fbnet", "paper", (3, 108, 108)))
+
+
+def test_refuses_mismatched_tables(tmp_path):
+    table = synthetic_table(SEED)
+    js = table.save(str(tmp_path / "speed.txt"))[1]
+    loaded = load_table(js)
+    with pytest.raises(FBNetError, match="measured for preset=seed but this run uses preset=paper"):
+        loaded.check(decode_space("fbnet", "paper", (3, 108, 108)))
+    with pytest.raises(FBNetError, match="image_shape=3x108x108 but this run uses image_shape=3x32x32"):
+        loaded.check(decode_space("fbnet", "seed", (3, 32, 32)))
+    with pytest.raises(FBNetError, match="batch_size=1 but this run uses batch_size=8"):
+        loaded.check(SEED, batch_size=8)
+    with pytest.raises(FBNetError, match="measured for space=fbnet but this run uses space=fbnet_se"):
+        loaded.check(decode_space("fbnet_se", "seed"))
+    short = tmp_path / "short.txt"
+    short.write_text("".join(table.to_txt().splitlines(True)[:21]))
+    with pytest.raises(FBNetError, match="has 21 rows but space 'fbnet' has 22"):
+        load_table(str(short)).check(SEED)
+    bad = tmp_path / "bad.txt"
+    bad.write_text(table.to_txt().replace(table.to_txt().split()[0], "-1.0", 1))
+    with pytest.raises(FBNetError, match="non-positive"):
+        load_table(str(bad)).check(SEED)
+    garbage = tmp_path / "garbage.txt"
+    garbage.write_text("0.1 0.2 abc\n")
+    with pytest.raises(FBNetError, match="line 1 is not a list of numbers"):
+        load_table(str(garbage))
+    with pytest.raises(FBNetError, match="does not exist"):
+        load_table(str(tmp_path / "missing.txt"))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(FBNetError, match="is not valid JSON"):
+        load_table(str(broken))
+
+
+def test_predict_sums_overhead_fixed_and_blocks():
+    table = synthetic_table(SEED)
+    arch = load_architecture("fbnet_b").replace(preset="seed")
+    want = 0.05 + 0.5 + 1.5 + 2.5 + sum(
+        table.values[l.index][l.candidates.index(arch.blocks[l.index])] for l in SEED.layers)
+    assert table.predict(arch, SEED) == pytest.approx(want)
+    with pytest.raises(FBNetError, match="no entry for 'skip' at layer 1"):
+        table.predict(load_architecture("fbnet_a").replace(preset="seed"), SEED)
+
+
+@pytest.mark.parametrize("space,width", [("fbnet", 0.25), ("fbnet_se", 0.125)])
+def test_measuring_a_tiny_space(space, width):
+    layout = decode_space(space, "seed", (3, 16, 16), width)
+    table = measure_table(layout, mx.cpu(), 1, num_classes=10, policy=QUICK, progress=False)
+    table.check(layout, 1)
+    values = np.concatenate(table.values)
+    assert np.isfinite(values).all() and (values > 0).all()
+    assert set(table.fixed) == set(latency.FIXED_PARTS)
+    assert table.meta["overhead_ms"] > 0 and table.meta["unique_measurements"] < sum(
+        len(l.candidates) for l in layout.layers)  # identical layers measured once
+    arch = candidate_architectures(table, 1)[0]
+    assert table.predict(arch) > table.meta["overhead_ms"]
+
+
+def test_cached_table_measures_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("FBNET_SYMBOL_CACHE", str(tmp_path))
+    layout = decode_space("fbnet", "seed", (3, 16, 16), 0.25)
+    first, path = cached_table(layout, mx.cpu(), 1, policy=QUICK, progress=False)
+    assert os.path.isfile(path) and path.startswith(str(tmp_path))
+
+    def fail(*a, **k):
+        raise AssertionError("measured again")
+    monkeypatch.setattr(latency, "measure_table", fail)
+    second, path2 = cached_table(layout, mx.cpu(), 1, policy=QUICK, progress=False)
+    assert path2 == path and second.values == first.values
+    # another shape is another table
+    with pytest.raises(AssertionError, match="measured again"):
+        cached_table(decode_space("fbnet", "seed", (3, 8, 8), 0.25), mx.cpu(), 1)
+
+
+def test_validation_arithmetic_on_known_numbers():
+    s = error_stats([110.0, 90.0, 200.0, 50.0], [100.0, 100.0, 100.0, 50.0])
+    np.testing.assert_allclose(s["errors_pct"], [10.0, -10.0, 100.0, 0.0])
+    assert s["median_abs_error_pct"] == pytest.approx(10.0)
+    # ranks (1,2,3,4) vs (1,2,4,3): rho = 1 - 6*2/(4*15) = 0.8
+    assert error_stats([1, 2, 3, 4], [10, 20, 40, 30])["spearman"] == pytest.approx(0.8)
+    assert error_stats([1, 2, 3], [3, 2, 1])["spearman"] == pytest.approx(-1.0)
+
+
+def test_cli_measure_and_validate(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MXNET_ENGINE_TYPE"}
+    out = tmp_path / "speed.txt"
+    res = subprocess.run([sys.executable, "block_speed_test.py", "--space", "fbnet",
+                          "--image-shape", "3,16,16", "--width-mult", "0.25", "--gpu", "cpu",
+                          "--output", str(out), "--quick", "--num-classes", "10"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert out.exists() and (tmp_path / "speed.json").exists()
+    res = subprocess.run([sys.executable, "block_speed_test.py", "--validate",
+                          str(tmp_path / "speed.json"), "--num-archs", "3", "--json", "--quick"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert {"median_abs_error_pct", "spearman"} <= set(summary)
+    assert summary["num_networks"] == 3 + 2  # 3 random + FBNet-B/C (A needs skip in layer 1)
+    assert os.path.isfile(summary["csv"]) and os.path.isfile(summary["png"])
+    res = subprocess.run([sys.executable, "block_speed_test.py", "--gpu", "7", "--output",
+                          str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2 and "GPU 7 does not exist" in res.stderr
