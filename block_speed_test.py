@@ -117,6 +117,9 @@ def validate(args, policy):
                      "%+.1f%%" % r["error_pct"]))
     print("%d networks: median |error| %.1f%%, Spearman %.3f" % (
         summary["num_networks"], summary["median_abs_error_pct"], summary["spearman"]))
+    print("device speed now / when the table was measured (its fixed parts): %.2f; "
+          "median |error| at the current speed: %.1f%%" % (
+              summary["device_speed_ratio"], summary["median_abs_error_pct_at_current_speed"]))
     print("wrote %s and %s" % (csv_path, png_path))
     return 0
 

@@ -15,6 +15,7 @@ from scipy import stats
 from .architecture import Architecture, load_architecture
 from .fileio import atomic_write
 from .heads import HeadConfig
+from .latency import fixed_symbols
 from .network import build_network
 from .search_space import decode_space
 from .timing import TimingPolicy, time_symbols
@@ -104,14 +105,27 @@ def validate_table(table, ctx, num_archs=10, seed=0, policy=TimingPolicy(), prog
     archs = candidate_architectures(table, num_archs, seed)
     items = [(build_network(a, num_classes, layout.image_shape, mode="logits"),
               (batch,) + tuple(layout.image_shape)) for a in archs]
+    # the table's fixed parts, timed again beside the networks: how fast is the device now
+    # compared with when the table was measured?
+    reference = fixed_symbols(layout, num_classes, HeadConfig(**table.meta.get("head", {})),
+                              table.meta.get("feature_dim", 0))
+    items += [(sym, (batch,) + tuple(shape)) for _, sym, shape in reference]
     with tqdm(total=len(items), desc="timing networks", unit="net", disable=not progress) as bar:
         timings = time_symbols(items, ctx, policy, progress=bar.update)
+    now = sum(t.median_ms for t in timings[len(archs):])
+    then = sum(table.fixed[name]["raw_ms"] for name, _, _ in reference)
     rows = [{"name": a.name, "predicted_ms": table.predict(a, layout),
              "measured_ms": t.median_ms, "spread_ms": t.spread_ms, "blocks": " ".join(a.blocks)}
             for a, t in zip(archs, timings)]
     summary = error_stats([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows])
     for r, e in zip(rows, summary.pop("errors_pct")):
         r["error_pct"] = e
+    # a diagnostic, not a correction: the same error if every prediction is scaled by how
+    # much faster or slower the device runs the table's own fixed parts now
+    summary["device_speed_ratio"] = now / then
+    summary["median_abs_error_pct_at_current_speed"] = error_stats(
+        [r["predicted_ms"] * now / then for r in rows],
+        [r["measured_ms"] for r in rows])["median_abs_error_pct"]
     summary["num_networks"] = len(rows)
     summary["networks"] = rows
     return summary

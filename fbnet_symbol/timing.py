@@ -27,13 +27,15 @@ class TimingPolicy:
     max_repeats: int = 1000
     rel_tol: float = 0.02
     max_seconds: float = 3.0
+    min_seconds: float = 10.0  # per group: long enough to see the machine's fast state
 
     def to_dict(self):
         return asdict(self)
 
 
 FAST_STATE_TOLERANCE = 1.08
-QUICK = TimingPolicy(warmup=2, round_size=5, min_repeats=5, max_repeats=20, max_seconds=0.5)
+QUICK = TimingPolicy(warmup=2, round_size=5, min_repeats=5, max_repeats=20, max_seconds=0.5,
+                     min_seconds=0.0)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def time_executors(exes, policy=TimingPolicy()):
     rounds = []  # one row per round: a time per executor
     previous = None
     start = time.perf_counter()
-    budget = policy.max_seconds * len(exes)
+    budget = max(policy.max_seconds * len(exes), policy.min_seconds)
     while True:
         for _ in range(policy.round_size):
             rounds.append([_run_once(exe) for exe in exes])
@@ -88,9 +90,10 @@ def time_executors(exes, policy=TimingPolicy()):
         n = len(rounds)
         stable = previous is not None and bool(
             (np.abs(medians - previous) <= policy.rel_tol * previous).all())
-        if n >= policy.max_repeats or time.perf_counter() - start > budget:
+        elapsed = time.perf_counter() - start
+        if n >= policy.max_repeats or elapsed > budget:
             break
-        if n >= policy.min_repeats and stable:
+        if n >= policy.min_repeats and stable and elapsed >= policy.min_seconds:
             break
         previous = medians
     q1, med, q3 = np.percentile(kept, [25, 50, 75], axis=0)

@@ -1,0 +1,371 @@
+"""Image data in RecordIO (``.rec`` + ``.idx``, the format of MXNet's im2rec and InsightFace).
+
+* :func:`check_recordio` reads every record header (and decodes a sample of images) in
+  Python before MXNet's C++ reader sees the file: a truncated or corrupt ``.rec`` makes
+  that reader abort the whole process (MXNET_NOTES.md), so it must be caught here.
+* :func:`record_iter` wraps ``mx.io.ImageRecordIter``.
+* Tools (``python -m fbnet_symbol.data ...``): ``pack`` an image folder (one sub-folder
+  per class) into ``.rec``/``.idx``; ``split`` one file 80/20 into a weight split and a
+  theta split, deterministically; ``index`` rebuild a missing ``.idx``; ``digits`` build
+  the embedded default data set.
+* :func:`embedded_digits`: scikit-learn's bundled 8x8 handwritten digits (1,797 images,
+  10 classes; no download), upscaled and packed once into a cache folder.
+"""
+import argparse
+import json
+import logging
+import os
+import shutil
+import struct
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import FBNetError
+
+logger = logging.getLogger(__name__)
+
+RECORD_MAGIC = 0xCED7230A
+LENGTH_MASK = (1 << 29) - 1
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class RecordInfo:
+    rec: str
+    idx: str
+    num_records: int
+    labels: np.ndarray
+
+    @property
+    def num_classes(self):
+        return int(self.labels.max()) + 1 if len(self.labels) else 0
+
+
+def idx_path(rec):
+    return os.path.splitext(rec)[0] + ".idx"
+
+
+def _read_header(f, offset, size, rec):
+    """(label, payload length, header size) of the record at ``offset``; one-line errors."""
+    f.seek(offset)
+    head = f.read(8)
+    if len(head) < 8:
+        raise FBNetError("%s is truncated: a record at byte %d is cut off; re-pack the data "
+                         "(python -m fbnet_symbol.data pack ...)" % (rec, offset))
+    magic, lrec = struct.unpack("<II", head)
+    if magic != RECORD_MAGIC:
+        raise FBNetError("%s is corrupt: no record starts at byte %d (the .idx may belong to "
+                         "another file); re-pack the data or rebuild the index with "
+                         "python -m fbnet_symbol.data index %s" % (rec, offset, rec))
+    length, cflag = lrec & LENGTH_MASK, lrec >> 29
+    if cflag != 0:
+        raise FBNetError("%s has a multi-part record at byte %d, which is not supported; "
+                         "re-pack the data with python -m fbnet_symbol.data pack" % (rec, offset))
+    if offset + 8 + length > size:
+        raise FBNetError("%s is truncated: the record at byte %d needs %d bytes but the file "
+                         "ends at %d; re-pack the data" % (rec, offset, length, size))
+    if length < 24:
+        raise FBNetError("%s is corrupt: the record at byte %d is too short for an image "
+                         "header; re-pack the data" % (rec, offset))
+    flag, label, _, _ = struct.unpack("<IfQQ", f.read(24))
+    header = 24
+    if flag > 0:  # a label array follows the fixed header; the first entry is the class
+        if length < 24 + 4 * flag:
+            raise FBNetError("%s is corrupt: the record at byte %d has a bad label header"
+                             % (rec, offset))
+        label = struct.unpack("<f", f.read(4))[0]
+        header += 4 * flag
+    return label, length, header
+
+
+def read_index(idx, rec):
+    if not os.path.isfile(idx):
+        raise FBNetError("no index %s beside %s; build it with: python -m fbnet_symbol.data "
+                         "index %s" % (idx, rec, rec))
+    offsets = []
+    with open(idx) as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            try:
+                offsets.append(int(parts[1]))
+            except (IndexError, ValueError):
+                raise FBNetError("%s line %d is not 'key<TAB>offset'; rebuild it with: "
+                                 "python -m fbnet_symbol.data index %s" % (idx, n, rec)) from None
+    return offsets
+
+
+def check_recordio(rec, idx=None, decode_samples=16, what="data"):
+    """Validate a ``.rec``/``.idx`` pair and return its labels. Raises :class:`FBNetError`."""
+    import cv2
+
+    if not rec or not os.path.isfile(rec):
+        raise FBNetError("%s file %s does not exist; give an existing .rec (pack an image "
+                         "folder with python -m fbnet_symbol.data pack DIR OUT)" % (what, rec))
+    idx = idx or idx_path(rec)
+    offsets = read_index(idx, rec)
+    if not offsets:
+        raise FBNetError("%s %s has no records; pack some images into it" % (what, rec))
+    size = os.path.getsize(rec)
+    labels = np.empty(len(offsets), dtype=np.float64)
+    sample = set(np.linspace(0, len(offsets) - 1, min(decode_samples, len(offsets))).astype(int))
+    with open(rec, "rb") as f:
+        for i, off in enumerate(offsets):
+            if off < 0 or off >= size:
+                raise FBNetError("%s points past the end of %s (offset %d of %d bytes); the two "
+                                 "files do not match: rebuild the index" % (idx, rec, off, size))
+            label, length, header = _read_header(f, off, size, rec)
+            labels[i] = label
+            if i in sample:
+                f.seek(off + 8 + header)
+                img = cv2.imdecode(np.frombuffer(f.read(length - header), np.uint8),
+                                   cv2.IMREAD_COLOR)
+                if img is None:
+                    raise FBNetError("%s: record %d (byte %d) is not a decodable image; "
+                                     "re-pack the data" % (rec, i, off))
+    if not np.all(np.isfinite(labels)) or (labels < 0).any() or \
+            not np.all(labels == np.round(labels)):
+        raise FBNetError("%s has labels that are not non-negative integers; labels must be "
+                         "class indices 0..C-1" % rec)
+    return RecordInfo(rec, idx, len(offsets), labels.astype(np.int64))
+
+
+def record_iter(rec, image_shape, batch_size, shuffle=True, seed=0, num_parts=1, part_index=0,
+                rand_mirror=False):
+    """``ImageRecordIter`` with the package's conventions.
+
+    Pixels are scaled to [-1, 1]; images are resized (shorter side) to the input height
+    and centre-cropped; ``round_batch=True`` (the last batch is filled up from the start
+    of the file and ``batch.pad`` says how many rows are fill — the loop drops them).
+    One decode thread keeps the order a pure function of ``seed``.
+    """
+    import mxnet as mx
+
+    c, h, w = image_shape
+    return mx.io.ImageRecordIter(
+        path_imgrec=rec, path_imgidx=idx_path(rec), data_shape=(c, h, w),
+        batch_size=batch_size, shuffle=shuffle, seed=int(seed) % (2 ** 31),
+        round_batch=True, resize=min(h, w), rand_mirror=rand_mirror,
+        mean_r=127.5, mean_g=127.5, mean_b=127.5, std_r=127.5, std_g=127.5, std_b=127.5,
+        num_parts=num_parts, part_index=part_index, preprocess_threads=1,
+        prefetch_buffer=2, label_width=1, data_name="data", label_name="softmax_label",
+        verbose=False)
+
+
+# ---------------------------------------------------------------- writing
+
+def _writer(prefix):
+    import mxnet as mx
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)) or ".", exist_ok=True)
+    return mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "w")
+
+
+def write_images(prefix, images, labels, fmt=".png", quality=95):
+    """Pack BGR/gray uint8 images with integer labels into ``prefix.rec``/``prefix.idx``."""
+    import mxnet as mx
+    w = _writer(prefix)
+    for i, (img, label) in enumerate(zip(images, labels)):
+        header = mx.recordio.IRHeader(0, float(label), i, 0)
+        w.write_idx(i, mx.recordio.pack_img(header, img, quality=quality, img_fmt=fmt))
+    w.close()
+
+
+def pack_folder(folder, prefix, resize=None, quality=95):
+    """Pack ``folder/<class>/<image>`` into ``prefix.rec``/``.idx`` (classes sorted by name)."""
+    import cv2
+    import mxnet as mx
+    from tqdm import tqdm
+
+    if not os.path.isdir(folder):
+        raise FBNetError("image folder %s does not exist" % folder)
+    classes = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+    if len(classes) < 2:
+        raise FBNetError("%s needs one sub-folder per class (at least two); found %d"
+                         % (folder, len(classes)))
+    items = []
+    for label, name in enumerate(classes):
+        for f in sorted(os.listdir(os.path.join(folder, name))):
+            if f.lower().endswith(IMAGE_EXTENSIONS):
+                items.append((os.path.join(folder, name, f), label))
+    if not items:
+        raise FBNetError("no images (%s) under %s" % (" ".join(IMAGE_EXTENSIONS), folder))
+    w = _writer(prefix)
+    skipped = 0
+    for i, (path, label) in enumerate(tqdm(items, desc="packing", unit="img")):
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            skipped += 1
+            logger.warning("skipping unreadable image %s", path)
+            continue
+        if resize:
+            s = float(resize) / min(img.shape[:2])
+            img = cv2.resize(img, (max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))),
+                             interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        header = mx.recordio.IRHeader(0, float(label), i, 0)
+        w.write_idx(i, mx.recordio.pack_img(header, img, quality=quality, img_fmt=".jpg"))
+    w.close()
+    with open(prefix + ".classes.txt", "w") as f:
+        f.write("".join("%d\t%s\n" % (i, c) for i, c in enumerate(classes)))
+    return len(items) - skipped, classes
+
+
+def _copy_records(src_rec, offsets, prefix):
+    """Copy raw records (no re-encoding) into a new indexed file."""
+    size = os.path.getsize(src_rec)
+    w = _writer(prefix)
+    with open(src_rec, "rb") as f:
+        for i, off in enumerate(offsets):
+            _, length, _ = _read_header(f, off, size, src_rec)
+            f.seek(off + 8)
+            payload = f.read(length)
+            flag, label, _, id2 = struct.unpack("<IfQQ", payload[:24])
+            w.write_idx(i, struct.pack("<IfQQ", flag, label, i, id2) + payload[24:])
+    w.close()
+
+
+def split_records(rec, prefix_a, prefix_b, ratio=0.8, seed=0):
+    """Split ``rec`` into two files (``ratio`` / ``1 - ratio``), per class, deterministically."""
+    info = check_recordio(rec)
+    if not 0 < ratio < 1:
+        raise FBNetError("--ratio must be between 0 and 1, e.g. 0.8")
+    offsets = np.array(read_index(info.idx, rec))
+    rng = np.random.RandomState(seed)
+    first, second = [], []
+    for c in np.unique(info.labels):  # stratified: every class on both sides
+        members = np.flatnonzero(info.labels == c)
+        rng.shuffle(members)
+        cut = int(round(len(members) * ratio))
+        if len(members) > 1:
+            cut = min(max(cut, 1), len(members) - 1)
+        first.extend(members[:cut])
+        second.extend(members[cut:])
+    _copy_records(rec, offsets[sorted(first)], prefix_a)
+    _copy_records(rec, offsets[sorted(second)], prefix_b)
+    return len(first), len(second)
+
+
+def build_index(rec):
+    """Rebuild ``.idx`` by walking the records of ``rec`` (4-byte aligned)."""
+    size = os.path.getsize(rec)
+    lines, off, i = [], 0, 0
+    with open(rec, "rb") as f:
+        while off < size:
+            _, length, _ = _read_header(f, off, size, rec)
+            lines.append("%d\t%d\n" % (i, off))
+            off += 8 + ((length + 3) // 4) * 4
+            i += 1
+    from .fileio import atomic_write
+    atomic_write(idx_path(rec), "".join(lines))
+    return i
+
+
+# ---------------------------------------------------------------- embedded default
+
+DIGITS_SIZE = 32
+
+
+def default_cache_dir():
+    return os.environ.get("FBNET_SYMBOL_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "fbnet_symbol")
+
+
+def embedded_digits(cache_dir=None, size=DIGITS_SIZE):
+    """scikit-learn's 8x8 digits, upscaled to ``size`` and packed into RecordIO once.
+
+    Splits (stratified, fixed seed): 20% held-out validation, and the remaining 80%
+    split 80/20 into the weight split and the theta split. Returns
+    ``{"train": rec, "theta": rec, "val": rec}``.
+    """
+    import cv2
+    from sklearn.datasets import load_digits
+
+    folder = os.path.join(cache_dir or default_cache_dir(), "digits-%d" % size)
+    paths = {s: os.path.join(folder, s + ".rec") for s in ("train", "theta", "val")}
+    marker = os.path.join(folder, "complete.json")
+    if os.path.isfile(marker):
+        return paths
+    digits = load_digits()
+    images = []
+    for img in digits.images:  # values 0..16
+        g = np.clip(img * (255.0 / 16.0), 0, 255).astype(np.uint8)
+        g = cv2.resize(g, (size, size), interpolation=cv2.INTER_CUBIC)
+        images.append(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR))
+    labels = digits.target
+    rng = np.random.RandomState(2019)
+    split = {"train": [], "theta": [], "val": []}
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        rng.shuffle(members)
+        n_val = int(round(0.2 * len(members)))
+        rest = members[n_val:]
+        n_train = int(round(0.8 * len(rest)))
+        split["val"].extend(members[:n_val])
+        split["train"].extend(rest[:n_train])
+        split["theta"].extend(rest[n_train:])
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=".digits-")
+    try:
+        for name, members in split.items():
+            members = sorted(members)
+            write_images(os.path.join(tmp, name), [images[i] for i in members],
+                         labels[members])
+        with open(os.path.join(tmp, "complete.json"), "w") as f:
+            json.dump({k: len(v) for k, v in split.items()}, f)
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+    logger.info("packed the embedded digits data set into %s", folder)
+    return paths
+
+
+# ---------------------------------------------------------------- command line
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m fbnet_symbol.data",
+                                description="RecordIO data tools")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("pack", help="pack DIR/<class>/<image> into OUT.rec/.idx")
+    a.add_argument("folder")
+    a.add_argument("out", help="output prefix (writes OUT.rec, OUT.idx, OUT.classes.txt)")
+    a.add_argument("--resize", type=int, help="resize the shorter side to this many pixels")
+    a.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    b = sub.add_parser("split", help="split one .rec into a weight and a theta split")
+    b.add_argument("rec")
+    b.add_argument("--out-a", required=True, help="prefix of the first part (e.g. train)")
+    b.add_argument("--out-b", required=True, help="prefix of the second part (e.g. theta)")
+    b.add_argument("--ratio", type=float, default=0.8, help="share of the first part (0.8)")
+    b.add_argument("--seed", type=int, default=0)
+    c = sub.add_parser("index", help="rebuild REC's .idx")
+    c.add_argument("rec")
+    d = sub.add_parser("check", help="validate a .rec/.idx pair")
+    d.add_argument("rec")
+    e = sub.add_parser("digits", help="build the embedded digits data set in the cache")
+    e.add_argument("--cache-dir")
+    args = p.parse_args(argv)
+    if args.cmd == "pack":
+        n, classes = pack_folder(args.folder, args.out, args.resize, args.quality)
+        print("packed %d images of %d classes into %s.rec" % (n, len(classes), args.out))
+    elif args.cmd == "split":
+        na, nb = split_records(args.rec, args.out_a, args.out_b, args.ratio, args.seed)
+        print("wrote %s.rec (%d records) and %s.rec (%d records)" % (args.out_a, na, args.out_b, nb))
+    elif args.cmd == "index":
+        print("indexed %d records into %s" % (build_index(args.rec), idx_path(args.rec)))
+    elif args.cmd == "check":
+        info = check_recordio(args.rec)
+        print("%s: %d records, %d classes" % (args.rec, info.num_records, info.num_classes))
+    elif args.cmd == "digits":
+        paths = embedded_digits(args.cache_dir)
+        print("\n".join("%s: %s" % kv for kv in paths.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    from .cli import run
+    run(main, sys.argv[1:])

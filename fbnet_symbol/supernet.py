@@ -1,0 +1,224 @@
+"""The FBNet supernet: every searchable layer is a Gumbel-softmax mixture of its candidates.
+
+For layer ``l`` with candidates ``i`` (paper, section 3.3):
+
+    m_l = softmax((theta_l + g_l) / T)          g_l ~ Gumbel(0, 1)
+    x_{l+1} = sum_i m_{l,i} * block_{l,i}(x_l)
+    LAT = sum_l sum_i m_{l,i} * LUT[l][i]
+
+Loss per sample (``add`` is the seed's form, ``mul`` the paper's):
+
+    add:  CE + alpha * log(1 + LAT) ** beta
+    mul:  CE * alpha * log(1 + LAT) ** beta
+
+The paper writes ``log(LAT)``; with a table whose total is under 1 ms ``log(LAT) <= 0`` and
+``log(LAT) ** 0.6`` is NaN. ``log(1 + LAT)`` is positive and smooth for every positive
+table, and within 2% of ``log(LAT)`` from 20 ms up, so it is used everywhere.
+
+The graph's inputs besides ``data``/``softmax_label`` are fed by the search loop:
+``gumbel`` (noise for all layers, one row per batch or one per sample), ``temperature``,
+``lut`` (the table, flattened) and ``sample_weight`` (0 for the padding rows of a last,
+partial batch). Noise and table have no batch axis in per-batch mode, so every device
+gets the same copy and 1 or N devices compute the same thing. Architecture parameters are
+the variables named ``theta_<layer>`` (:data:`THETA_PREFIX`).
+"""
+import mxnet as mx
+import numpy as np
+
+from .errors import FBNetError
+from .heads import HeadConfig, build_head
+from .network import DATA_NAME, LABEL_NAME, build_block, build_trunk, check_num_classes
+from .search_space import decode_space
+
+THETA_PREFIX = "theta_"
+GUMBEL, TEMPERATURE, LUT, SAMPLE_WEIGHT = "gumbel", "temperature", "lut", "sample_weight"
+LOSS_FORMS = ("add", "mul")
+NOISE_MODES = ("batch", "sample")
+
+
+class Supernet:
+    """Builds the supernet symbol of one space; :class:`FBNet` and :class:`FBNet_SE` pick it.
+
+    Parameters
+    ----------
+    num_classes : int
+    lut : LatencyTable
+        Checked against the decoded space.
+    preset, image_shape, width_mult : see :func:`~fbnet_symbol.search_space.decode_space`
+    head : HeadConfig
+    feature_dim : int, optional
+        Embedding size; ``None``: the preset's; ``0``: none.
+    alpha, beta : float
+        Latency-loss parameters (paper: 0.2, 0.6).
+    loss_form : {'add', 'mul'}
+    noise : {'batch', 'sample'}
+        One Gumbel draw per layer per batch (default) or per sample.
+    theta_init : float
+        Initial value of every theta entry (the seed's: 1.0, i.e. uniform).
+    """
+
+    space = None  # set by subclasses
+
+    def __init__(self, num_classes, lut, preset="seed", image_shape=None, width_mult=1.0,
+                 head=None, feature_dim=None, alpha=0.2, beta=0.6, loss_form="add",
+                 noise="batch", theta_init=1.0):
+        check_num_classes(num_classes)
+        if loss_form not in LOSS_FORMS:
+            raise FBNetError("unknown --loss-form %r; choose add (the seed's) or mul (the "
+                             "paper's)" % (loss_form,))
+        if noise not in NOISE_MODES:
+            raise FBNetError("unknown Gumbel noise mode %r; choose batch or sample" % (noise,))
+        self.layout = decode_space(self.space, preset, image_shape, width_mult)
+        self.num_classes = num_classes
+        self.head = head or HeadConfig()
+        self.feature_dim = (self.layout.preset.feature_dim or 0) if feature_dim is None \
+            else feature_dim
+        self.alpha, self.beta = float(alpha), float(beta)
+        self.loss_form, self.noise, self.theta_init = loss_form, noise, float(theta_init)
+        self.lut = lut.check(self.layout)
+        sizes = [len(l.candidates) for l in self.layout.layers]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.lut_vector = np.concatenate([np.asarray(r, dtype=np.float32)
+                                          for r in self.lut.values])[None, :]
+        self._symbol = None
+
+    # ------------------------------------------------------------ names
+    @property
+    def theta_names(self):
+        return [THETA_PREFIX + l.name for l in self.layout.layers]
+
+    @property
+    def input_names(self):
+        return [DATA_NAME, GUMBEL, TEMPERATURE, LUT, SAMPLE_WEIGHT]
+
+    @property
+    def num_choices(self):
+        return int(self.offsets[-1])
+
+    # ------------------------------------------------------------ graph
+    @property
+    def symbol(self):
+        if self._symbol is None:
+            self._symbol = self._build()
+        return self._symbol
+
+    def _build(self):
+        layout = self.layout
+        data = mx.sym.Variable(DATA_NAME)
+        label = mx.sym.Variable(LABEL_NAME)
+        gumbel = mx.sym.Variable(GUMBEL)
+        temperature = mx.sym.Variable(TEMPERATURE)
+        lut = mx.sym.Variable(LUT)
+        weight = mx.sym.Variable(SAMPLE_WEIGHT)
+        layer_latency = []
+
+        def mixture(x, layer):
+            k, start = len(layer.candidates), int(self.offsets[layer.index])
+            p = layer.name + "_mix"
+            theta = mx.sym.Variable(THETA_PREFIX + layer.name, shape=(1, k), dtype="float32",
+                                    init=mx.init.Constant(self.theta_init))
+            noise = mx.sym.slice_axis(gumbel, axis=1, begin=start, end=start + k,
+                                      name=p + "_noise")
+            logits = mx.sym.broadcast_div(mx.sym.broadcast_add(theta, noise, name=p + "_perturb"),
+                                          temperature, name=p + "_anneal")
+            m = mx.sym.softmax(logits, axis=1, name=p + "_weights")  # (1 or N, k)
+            costs = mx.sym.slice_axis(lut, axis=1, begin=start, end=start + k, name=p + "_lut")
+            layer_latency.append(mx.sym.sum(mx.sym.broadcast_mul(m, costs), axis=1,
+                                            name=p + "_latency"))
+            branches = []
+            for i, name in enumerate(layer.candidates):
+                out = build_block(x, layout, layer, name)
+                w = mx.sym.slice_axis(m, axis=1, begin=i, end=i + 1, name="%s_w%d" % (p, i))
+                branches.append(self._weighted(out, w, "%s_b%d" % (p, i)))
+            return mx.sym.add_n(*branches, name=p + "_sum")
+
+        features, dim = build_trunk(data, layout, mixture, self.feature_dim)
+        train_logits, plain_logits = build_head(features, label, self.num_classes, dim, self.head)
+        ce = -mx.sym.pick(mx.sym.log_softmax(train_logits, axis=1), label, axis=1)
+        latency = mx.sym.add_n(*layer_latency, name="latency")  # (1,) or (N,)
+        lat_term = self.alpha * mx.sym.pow(mx.sym.log1p(latency), self.beta)
+        if self.noise == "batch":
+            # one value per sample, so the gradient is exact for any device count
+            lat_term = mx.sym.broadcast_like(lat_term, ce)
+            latency = mx.sym.broadcast_like(latency, ce)
+        loss = ce + lat_term if self.loss_form == "add" else ce * lat_term
+        loss = mx.sym.MakeLoss(loss * weight, name="loss")
+        return mx.sym.Group([loss, mx.sym.BlockGrad(plain_logits, name="logits_out"),
+                             mx.sym.BlockGrad(ce, name="ce_out"),
+                             mx.sym.BlockGrad(latency, name="latency_out")])
+
+    def _weighted(self, out, w, name):
+        """``w * out`` as a matrix product, so that the backward pass — the gradient of
+        ``w`` is a dot product over the whole feature map — runs in BLAS; a broadcast
+        multiply reduces it with a slow generic kernel (measured: a third of a step)."""
+        if self.noise == "batch":  # w: (1, 1)
+            flat = mx.sym.reshape(out, shape=(-1, 1), name=name + "_flat")
+            prod = mx.sym.dot(flat, w, name=name + "_dot")
+        else:  # w: (N, 1), one weight per sample
+            flat = mx.sym.reshape(out, shape=(0, -1, 1), name=name + "_flat")
+            prod = mx.sym.batch_dot(flat, mx.sym.reshape(w, shape=(0, 1, 1)), name=name + "_dot")
+        return mx.sym.reshape_like(prod, out, name=name)
+
+    # ------------------------------------------------------------ feeding
+    def input_descs(self, batch_size):
+        """Data descriptors: only ``data``, ``sample_weight`` (and per-sample noise) are split."""
+        c, h, w = self.layout.image_shape
+        noise_shape = (1, self.num_choices) if self.noise == "batch" else (batch_size, self.num_choices)
+        return [
+            mx.io.DataDesc(DATA_NAME, (batch_size, c, h, w), layout="NCHW"),
+            mx.io.DataDesc(GUMBEL, noise_shape, layout="CX" if self.noise == "batch" else "NC"),
+            mx.io.DataDesc(TEMPERATURE, (1, 1), layout="CX"),
+            mx.io.DataDesc(LUT, (1, self.num_choices), layout="CX"),
+            mx.io.DataDesc(SAMPLE_WEIGHT, (batch_size,), layout="N"),
+        ]
+
+    def label_descs(self, batch_size):
+        return [mx.io.DataDesc(LABEL_NAME, (batch_size,), layout="N")]
+
+    def batch(self, data, label, noise, temperature, valid=None):
+        """A DataBatch for one step. ``valid``: rows that are real (the rest is padding)."""
+        n = data.shape[0]
+        valid = n if valid is None else valid
+        weight = np.zeros((n,), dtype=np.float32)
+        weight[:valid] = float(n) / valid  # the mean over real rows, for any padding
+        return mx.io.DataBatch(
+            data=[data, mx.nd.array(noise), mx.nd.array([[temperature]]),
+                  mx.nd.array(self.lut_vector), mx.nd.array(weight)],
+            label=[label], pad=n - valid)
+
+    def noise_shape(self, batch_size):
+        return (1 if self.noise == "batch" else batch_size, self.num_choices)
+
+    # ------------------------------------------------------------ reading theta
+    def split_theta(self, arg_params):
+        """{layer name: theta vector} from parameters."""
+        return {l.name: arg_params[THETA_PREFIX + l.name].asnumpy().ravel()
+                for l in self.layout.layers}
+
+    def probabilities(self, theta):
+        """P_theta per layer: softmax(theta_l) (no noise, temperature 1)."""
+        out = {}
+        for name, t in theta.items():
+            e = np.exp(t - t.max())
+            out[name] = e / e.sum()
+        return out
+
+    def expected_latency(self, theta):
+        """E[LAT] under P_theta, in the table's ms."""
+        probs = self.probabilities(theta)
+        return float(sum(np.dot(probs[l.name], self.lut.values[l.index])
+                         for l in self.layout.layers))
+
+    def argmax_blocks(self, theta):
+        return [l.candidates[int(np.argmax(theta[l.name]))] for l in self.layout.layers]
+
+
+def supernet_class(space):
+    """The supernet class of a space name."""
+    from .FBNet import FBNet
+    from .FBNet_SE import FBNet_SE
+    classes = {"fbnet": FBNet, "fbnet_se": FBNet_SE}
+    if space not in classes:
+        raise FBNetError("unknown search space %r; choose one of: %s"
+                         % (space, ", ".join(classes)))
+    return classes[space]

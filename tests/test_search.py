@@ -1,0 +1,142 @@
+"""The search loop: outputs, device equivalence, exact resume, bad input."""
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from fbnet_symbol.errors import FBNetError
+from fbnet_symbol.search import SearchConfig, SearchRun, StopRequested
+
+
+def config(tiny_data, out, **kw):
+    base = dict(space="fbnet", preset="seed", image_shape=(3, 8, 8), width_mult=0.25,
+                batch_size=8, epochs=3, warmup_epochs=1, train_rec=tiny_data["train"],
+                theta_rec=tiny_data["theta"], lut=tiny_data["lut"], save_model_path=str(out),
+                save_frequence=2, progress=False, log_frequence=0, seed=3, lr=0.05)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+def final_params(run):
+    arg, aux = run.params()
+    return {k: v.asnumpy().copy() for k, v in arg.items()}
+
+
+def test_search_writes_its_outputs(tiny_data, tmp_path):
+    out = tmp_path / "model"
+    run = SearchRun(config(tiny_data, out, val_rec=tiny_data["val"]))
+    summary = run.run()
+    assert summary["epochs"] == 3 and len(summary["blocks"]) == 22
+    for name in ("args.json", "arch.json", "history.json", "distribution.png", "latency.png",
+                 "lut.txt", "lut.json"):
+        assert (out / name).is_file(), name
+    lines = (out / "theta-result" / "epoch_2_theta.txt").read_text().splitlines()
+    assert len(lines) == 22 and lines[0].startswith("theta_layer1: ")
+    assert len(lines[0].split(":")[1].split()) == 8  # the seed preset: no skip in layer 1
+    np.testing.assert_allclose([float(v) for v in lines[0].split(":")[1].split()],
+                               run.theta()["layer1"], rtol=1e-6)
+    # theta moved (warm-up epoch 0 leaves it alone; epochs 1-2 train it)
+    hist = summary and __import__("json").loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [0, 1, 2]
+    assert "theta_ce" not in hist[0] and "theta_ce" in hist[1] and "val_acc" in hist[2]
+    assert not np.allclose(run.theta()["layer5"], 1.0)
+    ckpts = sorted(os.listdir(out / "checkpoints"))
+    assert "supernet-symbol.json" in ckpts and any(c.endswith(".theta.states") for c in ckpts)
+    sym, arg, aux = mx.model.load_checkpoint(str(out / "checkpoints" / "supernet"),
+                                             run.global_step)
+    assert "theta_layer1" in arg
+
+
+def test_one_and_two_devices_give_the_same_updates(tiny_data, tmp_path):
+    """Same global batch on cpu(0) vs cpu(0)+cpu(1), BN statistics frozen."""
+    results = []
+    for gpu in ("cpu:0", "cpu:0,cpu:1"):
+        run = SearchRun(config(tiny_data, tmp_path / gpu.replace(",", "_").replace(":", ""),
+                               gpu=gpu, epochs=2, warmup_epochs=1, freeze_bn=True,
+                               save_frequence=0))
+        run.run()
+        results.append(final_params(run))
+    one, two = results
+    assert set(one) == set(two)
+    moved = 0
+    for name in one:
+        np.testing.assert_allclose(one[name], two[name], rtol=2e-4, atol=2e-5, err_msg=name)
+        moved += name.startswith("theta_") and not np.allclose(one[name], 1.0)
+    assert moved == 22  # the theta stage ran, latency term included
+
+
+def test_resume_after_a_kill_ends_with_the_same_theta(tiny_data, tmp_path):
+    full = SearchRun(config(tiny_data, tmp_path / "full"))
+    full.run()
+    want = final_params(full)
+    for kill_at in (3, 7):  # inside epoch 1's weight stage / inside a theta stage
+        out = tmp_path / ("killed%d" % kill_at)
+        with pytest.raises(StopRequested):
+            SearchRun(config(tiny_data, out)).run(stop_after_steps=kill_at)
+        resumed = SearchRun(config(tiny_data, out, load_model_path=str(out)))
+        resumed.run()
+        got = final_params(resumed)
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6,
+                                       err_msg="%s (killed at step %d)" % (name, kill_at))
+
+
+def test_damaged_checkpoint_is_skipped(tiny_data, tmp_path, caplog):
+    out = tmp_path / "model"
+    SearchRun(config(tiny_data, out, epochs=2)).run()
+    folder = out / "checkpoints"
+    newest = sorted(p for p in os.listdir(folder) if p.endswith(".params"))[-1]
+    with open(folder / newest, "r+b") as f:
+        f.seek(200)
+        f.write(b"\x00" * 16)
+    run = SearchRun(config(tiny_data, out, epochs=2, load_model_path=str(out)))
+    run._bind()
+    run._resume(str(out))
+    assert "does not match its checksum" in caplog.text
+    assert run.last_checkpoint.endswith(".params") and newest not in run.last_checkpoint
+    with pytest.raises(FBNetError, match="does not match its checksum"):
+        run._resume(str(folder / newest))
+
+
+@pytest.mark.parametrize("change,fragment", [
+    ({"batch_size": 9, "gpu": "cpu:0,cpu:1"}, "--batch-size 9 is not divisible by the 2 devices"),
+    ({"gpu": "3"}, "GPU 3 does not exist"),
+    ({"model_type": "cosface"}, "unknown head"),
+    ({"space": "darts"}, "unknown search space 'darts'"),
+    ({"train_rec": "/nonexistent/train.rec"}, "--train-rec file /nonexistent/train.rec does not exist"),
+    ({"theta_rec": None}, "give both --train-rec"),
+    ({"preset": "paper"}, "measured for preset=seed but this run uses preset=paper"),
+    ({"kv_store": "dist_sync"}, "not available yet"),
+])
+def test_bad_settings_give_one_line(tiny_data, tmp_path, change, fragment):
+    with pytest.raises(FBNetError) as err:
+        SearchRun(config(tiny_data, tmp_path / "m", **change)).run()
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_corrupt_rec_is_an_error_not_a_crash(tiny_data, tmp_path):
+    rec = tiny_data["train"]
+    size = os.path.getsize(rec)
+    with open(rec, "r+b") as f:
+        f.truncate(size - 100)
+    with pytest.raises(FBNetError, match="truncated"):
+        SearchRun(config(tiny_data, tmp_path / "m")).run()
+    with open(tiny_data["theta"], "r+b") as f:  # a zeroed record header
+        f.write(b"\x00" * 8)
+    with pytest.raises(FBNetError, match="corrupt"):
+        SearchRun(config(tiny_data, tmp_path / "m", train_rec=tiny_data["val"])).run()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
+    out = tmp_path / "m"
+    with pytest.raises(FBNetError) as err:
+        SearchRun(config(tiny_data, out, lr=1e12, save_frequence=1)).run()
+    msg = str(err.value)
+    assert "the loss became" in msg and "epoch 0, weight stage" in msg
+    assert "Last good checkpoint: " in msg and "none yet" not in msg
+    good = msg.split("Last good checkpoint: ")[1].split(". ")[0]
+    assert os.path.isfile(good)
+    from fbnet_symbol.checkpoint import verify
+    arg, _ = verify(good).load_params()
+    assert all(np.isfinite(v.asnumpy()).all() for v in arg.values())

@@ -1,0 +1,113 @@
+"""The supernet's loss and theta gradient against an independent numpy computation."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from fbnet_symbol.latency import load_table
+from fbnet_symbol.supernet import supernet_class
+from tests.conftest import synthetic_lut
+
+B = 4
+SHAPE = (3, 8, 8)
+
+
+def make(tmp_path, alpha=0.2, loss_form="add", noise="batch", lut_scale=1.0, space="fbnet"):
+    width = 0.25 if space == "fbnet" else 0.125
+    table = load_table(synthetic_lut(tmp_path / "lut.txt", space=space, width_mult=width))
+    table.values = [[v * lut_scale for v in row] for row in table.values]
+    net = supernet_class(space)(3, table, "seed", SHAPE, width, alpha=alpha,
+                                loss_form=loss_form, noise=noise)
+    mod = mx.mod.Module(net.symbol, data_names=net.input_names, label_names=["softmax_label"])
+    mod.bind(net.input_descs(B), net.label_descs(B))
+    mx.random.seed(0)
+    mod.init_params(mx.init.Xavier(magnitude=2))
+    arg, aux = mod.get_params()
+    rng = np.random.RandomState(1)
+    for name in net.theta_names:  # a non-uniform theta
+        arg[name][:] = rng.normal(0, 1, arg[name].shape)
+    mod.set_params(arg, aux)
+    return net, mod
+
+
+def run(net, mod, noise, temperature=2.0):
+    rng = np.random.RandomState(5)
+    batch = net.batch(mx.nd.array(rng.uniform(-1, 1, (B,) + SHAPE)), mx.nd.array([0, 1, 2, 0]),
+                      noise, temperature)
+    mod.forward_backward(batch)
+    outs = [o.asnumpy() for o in mod.get_outputs()]
+    grads = {n: mod._exec_group.grad_arrays[mod._param_names.index(n)][0].asnumpy()
+             for n in net.theta_names}
+    return outs, grads
+
+
+def np_latency_term(net, theta, noise, temperature, alpha=0.2, beta=0.6):
+    lat = 0.0
+    for l in net.layout.layers:
+        k0, k1 = net.offsets[l.index], net.offsets[l.index + 1]
+        z = (theta[l.name] + noise[0, k0:k1]) / temperature
+        m = np.exp(z - z.max())
+        m /= m.sum()
+        lat += float(np.dot(m, net.lut.values[l.index]))
+    return lat, alpha * np.log1p(lat) ** beta
+
+
+def test_latency_and_its_theta_gradient_match_numpy(tmp_path):
+    net, mod = make(tmp_path)
+    noise = np.random.RandomState(3).gumbel(size=net.noise_shape(B))
+    theta = net.split_theta(mod.get_params()[0])
+    outs, grads = run(net, mod, noise)
+    loss, logits, ce, latency = outs
+    lat, term = np_latency_term(net, theta, noise, 2.0)
+    np.testing.assert_allclose(latency, lat, rtol=1e-5)
+    # CE is the ordinary softmax cross-entropy of the (plain, softmax-head) logits
+    ref_ce = -(logits - np.log(np.exp(logits).sum(1, keepdims=True)))[np.arange(B), [0, 1, 2, 0]]
+    np.testing.assert_allclose(ce, ref_ce, rtol=1e-5)
+    np.testing.assert_allclose(loss, ce + term, rtol=1e-5)
+
+    # d(latency term)/d theta: the gradient with alpha = 0.2 minus the one with alpha = 0
+    _, mod0 = make(tmp_path, alpha=0.0)
+    mod0.set_params(*mod.get_params())
+    _, grads0 = run(net, mod0, noise)
+    h = 1e-6
+    for l in net.layout.layers[::5]:
+        got = (grads["theta_" + l.name] - grads0["theta_" + l.name]).ravel()
+        num = np.zeros_like(theta[l.name])
+        for i in range(len(num)):
+            tp = {k: v.astype(np.float64).copy() for k, v in theta.items()}
+            tm = {k: v.astype(np.float64).copy() for k, v in theta.items()}
+            tp[l.name][i] += h
+            tm[l.name][i] -= h
+            num[i] = (np_latency_term(net, tp, noise, 2.0)[1]
+                      - np_latency_term(net, tm, noise, 2.0)[1]) / (2 * h)
+        # the module sums per-sample gradients: B copies of the batch's latency term
+        np.testing.assert_allclose(got / B, num, rtol=1e-3, atol=1e-6)
+
+
+def test_mul_form_and_per_sample_noise(tmp_path):
+    net, mod = make(tmp_path, loss_form="mul", noise="sample")
+    noise = np.random.RandomState(4).gumbel(size=net.noise_shape(B))
+    assert noise.shape == (B, net.num_choices)
+    theta = net.split_theta(mod.get_params()[0])
+    (loss, _, ce, latency), _ = run(net, mod, noise)
+    for i in range(B):
+        lat, term = np_latency_term(net, theta, noise[i:i + 1], 2.0)
+        assert latency[i] == pytest.approx(lat, rel=1e-5)
+        assert loss[i] == pytest.approx(ce[i] * term, rel=1e-5)
+
+
+def test_loss_finite_for_a_table_under_one_millisecond(tmp_path):
+    net, mod = make(tmp_path, lut_scale=1e-4)
+    assert sum(max(r) for r in net.lut.values) < 1.0
+    for form in ("add", "mul"):
+        net, mod = make(tmp_path, lut_scale=1e-4, loss_form=form)
+        (loss, _, _, latency), grads = run(net, mod, np.zeros(net.noise_shape(B)))
+        assert (latency < 1.0).all()
+        assert np.isfinite(loss).all()
+        assert all(np.isfinite(g).all() for g in grads.values())
+
+
+def test_fbnet_se_supernet_builds_and_runs(tmp_path):
+    net, mod = make(tmp_path, space="fbnet_se")
+    (loss, _, _, _), grads = run(net, mod, np.zeros(net.noise_shape(B)))
+    assert np.isfinite(loss).all() and len(grads) == 16
+    assert "deform_bottleneck" in net.layout.layers[-1].candidates

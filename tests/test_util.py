@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+from fbnet_symbol.util import CosineDecayScheduler_Grad, gumbel_noise, step_rng
+
+
+def test_cosine_with_linear_rise_after_restarts():
+    s = CosineDecayScheduler_Grad(first_decay_step=100, t_mul=2.0, m_mul=0.5, alpha=0.01,
+                                  base_lr=1.0, rise_region=10)
+    assert s(0) == pytest.approx(1.0)
+    assert s(50) == pytest.approx(0.01 + 0.99 * 0.5)        # half-way down the first cosine
+    assert s(99) == pytest.approx(0.01, abs=1e-3)          # floor at the end of period 0
+    # period 1 (200 updates, peak 0.5, floor 0.005) starts at the floor and rises linearly
+    assert s(100) == pytest.approx(0.005)
+    assert s(105) == pytest.approx(0.005 + (0.5 - 0.005) * 0.5)
+    assert s(110) == pytest.approx(0.5)
+    rise = [s(t) for t in range(100, 111)]
+    assert np.all(np.diff(rise) > 0) and np.allclose(np.diff(rise), np.diff(rise)[0])
+    fall = [s(t) for t in range(110, 300)]
+    assert np.all(np.diff(fall) <= 0)
+    assert s(299) == pytest.approx(0.005, rel=0.01)
+    # period 2 starts at 300 with peak 0.25 and lasts 400
+    assert s(300) == pytest.approx(0.0025) and s(310) == pytest.approx(0.25)
+    assert s.period_of(699) == (2, 300, 400) and s.period_of(700)[0] == 3
+    # a pure function of the update count (an exact resume continues the same curve)
+    assert [s(t) for t in (250, 40, 250)] == [s(250), s(40), s(250)]
+
+
+def test_gumbel_noise_distribution_and_determinism():
+    a = gumbel_noise(step_rng(7, 3), (20000,))
+    b = gumbel_noise(step_rng(7, 3), (20000,))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, gumbel_noise(step_rng(7, 4), (20000,)))
+    assert a.mean() == pytest.approx(0.5772, abs=0.03)        # Euler-Mascheroni
+    assert a.var() == pytest.approx(np.pi ** 2 / 6, rel=0.05)
