@@ -222,32 +222,13 @@ class SearchRun:
 
     def _bind(self):
         cfg = self.cfg
-        sym = self.net.symbol
-        if cfg.freeze_bn:
-            sym = freeze_batchnorm(sym)
-        names = dict(data_names=self.net.input_names, label_names=[LABEL_NAME],
-                     context=self.contexts)
-        descs = (self.net.input_descs(cfg.batch_size), self.net.label_descs(cfg.batch_size))
-        self.master = mx.mod.Module(sym, **names)
-        self.master.bind(*descs)
-        mx.random.seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        self.master.init_params(mx.init.Xavier(rnd_type="gaussian", factor_type="in",
-                                               magnitude=2))
-        theta = set(self.net.theta_names)
-        weights = [n for n in self.master._param_names if n not in theta]
-        self.weight_mod = mx.mod.Module(sym, fixed_param_names=sorted(theta), **names)
-        self.weight_mod.bind(*descs, shared_module=self.master)
-        self.theta_mod = mx.mod.Module(sym, fixed_param_names=weights, **names)
-        self.theta_mod.bind(*descs, shared_module=self.master)
         batches = math.ceil(self.train_info.num_records / cfg.batch_size)
-        # both optimizers exist before any step (a late init_optimizer can undo training)
-        self.weight_mod.init_optimizer(kvstore=cfg.kv_store, optimizer="sgd", optimizer_params={
-            "learning_rate": cfg.lr, "momentum": cfg.momentum, "wd": cfg.wd,
-            "rescale_grad": 1.0 / cfg.batch_size, "lr_scheduler": self._scheduler(batches)})
-        self.theta_mod.init_optimizer(kvstore=cfg.kv_store, optimizer="adam", optimizer_params={
-            "learning_rate": cfg.theta_lr, "wd": cfg.theta_wd,
-            "rescale_grad": 1.0 / cfg.batch_size})
+        self.master, self.weight_mod, self.theta_mod = bind_search_modules(
+            self.net, self.contexts, cfg.batch_size, cfg.kv_store, cfg.seed,
+            weight_optimizer={"learning_rate": cfg.lr, "momentum": cfg.momentum, "wd": cfg.wd,
+                              "lr_scheduler": self._scheduler(batches)},
+            theta_optimizer={"learning_rate": cfg.theta_lr, "wd": cfg.theta_wd},
+            freeze_bn=cfg.freeze_bn)
 
     # ------------------------------------------------------------ parameters
     def params(self):
@@ -479,6 +460,37 @@ class SearchRun:
                    "expected_latency_ms": last.get("expected_latency_ms"),
                    "blocks": last.get("blocks"), "val_acc": last.get("val_acc")}
         return summary
+
+
+def bind_search_modules(net, contexts, batch_size, kv_store="local", seed=0,
+                        weight_optimizer=None, theta_optimizer=None, freeze_bn=False):
+    """The master Module and the weight (SGD) and theta (Adam) Modules sharing its memory.
+
+    Returns ``(master, weight_mod, theta_mod)`` with parameters initialised (Xavier for
+    weights, the variables' own initialisers for theta and offsets) and both optimizers
+    created — before any step, since a late ``init_optimizer`` can push stale parameters.
+    """
+    sym = freeze_batchnorm(net.symbol) if freeze_bn else net.symbol
+    names = dict(data_names=net.input_names, label_names=[LABEL_NAME], context=contexts)
+    descs = (net.input_descs(batch_size), net.label_descs(batch_size))
+    master = mx.mod.Module(sym, **names)
+    master.bind(*descs)
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    master.init_params(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
+    theta = set(net.theta_names)
+    weights = [n for n in master._param_names if n not in theta]
+    weight_mod = mx.mod.Module(sym, fixed_param_names=sorted(theta), **names)
+    weight_mod.bind(*descs, shared_module=master)
+    theta_mod = mx.mod.Module(sym, fixed_param_names=weights, **names)
+    theta_mod.bind(*descs, shared_module=master)
+    weight_mod.init_optimizer(kvstore=kv_store, optimizer="sgd", optimizer_params=dict(
+        {"learning_rate": 0.05, "momentum": 0.9, "wd": 1e-4}, **(weight_optimizer or {}),
+        rescale_grad=1.0 / batch_size))
+    theta_mod.init_optimizer(kvstore=kv_store, optimizer="adam", optimizer_params=dict(
+        {"learning_rate": 0.01, "wd": 5e-4}, **(theta_optimizer or {}),
+        rescale_grad=1.0 / batch_size))
+    return master, weight_mod, theta_mod
 
 
 def write_theta(path, net, theta):

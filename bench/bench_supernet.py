@@ -1,0 +1,86 @@
+"""Supernet training throughput and peak memory (a benchmark that prints figures).
+
+    python bench/bench_supernet.py --image-shape 3,32,32 --batch-size 32
+    python bench/bench_supernet.py --preset seed --image-shape 3,108,108 --batch-size 32 --json
+
+Times the weight step (SGD) and the theta step (Adam) of the real search Modules on
+random data — every candidate of every layer computed, as in the search — and reports
+samples/s (median over steps after warm-up) and the process's peak resident memory.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--space", default="fbnet")
+    p.add_argument("--preset", default="seed")
+    p.add_argument("--image-shape", required=True)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--width-mult", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per stage (default 5)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--gpu", help="devices, as test.py (default: CPU)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+
+    import mxnet as mx
+    import numpy as np
+    from fbnet_symbol.devices import parse_devices
+    from fbnet_symbol.latency import LatencyTable
+    from fbnet_symbol.search import bind_search_modules
+    from fbnet_symbol.search_space import decode_space, parse_image_shape
+    from fbnet_symbol.supernet import supernet_class
+
+    shape = parse_image_shape(args.image_shape)
+    layout = decode_space(args.space, args.preset, shape, args.width_mult)
+    table = LatencyTable([[1.0] * len(l.candidates) for l in layout.layers])
+    net = supernet_class(args.space)(10, table, args.preset, shape, args.width_mult)
+    contexts = parse_devices(args.gpu, notice=False)
+    rss_before = peak_rss_mib()
+    master, weight_mod, theta_mod = bind_search_modules(net, contexts, args.batch_size)
+    rng = np.random.RandomState(0)
+    batch = net.batch(mx.nd.array(rng.uniform(-1, 1, (args.batch_size,) + shape)),
+                      mx.nd.array(rng.randint(0, 10, args.batch_size)),
+                      rng.gumbel(size=net.noise_shape(args.batch_size)), 5.0)
+    result = {"space": args.space, "preset": args.preset, "image_shape": list(shape),
+              "batch_size": args.batch_size, "width_mult": args.width_mult,
+              "devices": [str(c) for c in contexts],
+              "engine": os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice")}
+    for stage, mod in (("weight", weight_mod), ("theta", theta_mod)):
+        times = []
+        for i in range(args.warmup + args.steps):
+            t0 = time.perf_counter()
+            mod.forward_backward(batch)
+            mod.update()
+            mx.nd.waitall()
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t0)
+        result["%s_samples_per_s" % stage] = args.batch_size / float(np.median(times))
+        result["%s_step_ms" % stage] = 1e3 * float(np.median(times))
+    result["peak_rss_mib"] = peak_rss_mib()
+    result["rss_before_bind_mib"] = rss_before
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("%s/%s %s batch %d on %s: weight step %.1f samples/s (%.0f ms), theta step "
+              "%.1f samples/s (%.0f ms), peak RSS %.0f MiB"
+              % (args.space, args.preset, "x".join(map(str, shape)), args.batch_size,
+                 ",".join(result["devices"]), result["weight_samples_per_s"],
+                 result["weight_step_ms"], result["theta_samples_per_s"],
+                 result["theta_step_ms"], result["peak_rss_mib"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
