@@ -8,13 +8,12 @@ Writes the seed's ``speed.txt`` (one line per searchable layer, one ms value per
 and its ``speed.json`` twin with metadata; validation writes ``<stem>_validation.csv`` and
 ``<stem>_validation.png`` beside the table.
 """
-import argparse
 import json
 import logging
 import os
 import sys
 
-from fbnet_symbol.cli import run
+from fbnet_symbol.cli import ArgumentParser, run
 from fbnet_symbol.errors import FBNetError
 from fbnet_symbol.heads import HEAD_DEFAULTS, HeadConfig
 from fbnet_symbol.search_space import PRESETS, SPACES, decode_space, parse_image_shape
@@ -24,7 +23,7 @@ logger = logging.getLogger("block_speed_test")
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n")[0])
     m = p.add_argument_group("measure")
     m.add_argument("--space", choices=sorted(SPACES), default="fbnet")
     m.add_argument("--preset", choices=sorted(PRESETS), default="seed")

@@ -5,18 +5,17 @@
 
 Counts are read off the built symbol's inferred shapes (fbnet_symbol.profile).
 """
-import argparse
 import json
 
 from fbnet_symbol.architecture import NAMED_ARCHITECTURES, load_architecture
-from fbnet_symbol.cli import format_count, run
+from fbnet_symbol.cli import ArgumentParser, format_count, run
 from fbnet_symbol.errors import FBNetError
 from fbnet_symbol.profile import profile_architecture
 from fbnet_symbol.search_space import PRESETS, parse_image_shape
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--arch", required=True,
                    help="a shipped name (%s), an architecture .json file or a JSON string"
                         % ", ".join(NAMED_ARCHITECTURES))

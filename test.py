@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from fbnet_symbol.cli import run
+from fbnet_symbol.cli import ArgumentParser, run
 from fbnet_symbol.heads import HEAD_DEFAULTS
 from fbnet_symbol.search_space import PRESETS, SPACES
 
@@ -24,7 +24,7 @@ EMBEDDED_EPOCHS, EMBEDDED_WARMUP, EMBEDDED_WIDTH = 6, 2, 0.5
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description="FBNet supernet search (MXNet symbol API)",
+    p = ArgumentParser(description="FBNet supernet search (MXNet symbol API)",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("space and network")
     g.add_argument("--space", choices=sorted(SPACES), default="fbnet")

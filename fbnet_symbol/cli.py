@@ -1,4 +1,5 @@
 """What every entry script shares: error handling, logging set-up, common parsing."""
+import argparse
 import logging
 import sys
 
@@ -25,3 +26,10 @@ def format_count(n):
         if abs(n) >= div:
             return "%.2f%s" % (n / div, unit)
     return str(n)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error (``error: ...``, exit 2) instead of usage + error."""
+
+    def error(self, message):
+        self.exit(2, "error: %s (see %s --help)\n" % (message, self.prog))

@@ -11,7 +11,6 @@
 * :func:`embedded_digits`: scikit-learn's bundled 8x8 handwritten digits (1,797 images,
   10 classes; no download), upscaled and packed once into a cache folder.
 """
-import argparse
 import json
 import logging
 import os
@@ -328,7 +327,8 @@ def embedded_digits(cache_dir=None, size=DIGITS_SIZE):
 # ---------------------------------------------------------------- command line
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m fbnet_symbol.data",
+    from .cli import ArgumentParser
+    p = ArgumentParser(prog="python -m fbnet_symbol.data",
                                 description="RecordIO data tools")
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("pack", help="pack DIR/<class>/<image> into OUT.rec/.idx")

@@ -77,9 +77,12 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_data, tmp_path):
     (["--gpu", "cpu:0,cpu:1", "--batch-size", "7"], "not divisible by the 2 devices"),
     (["--lut", "/nope/speed.txt"], "does not exist"),
     (["--load-model-path", "/nope/model"], "--load-model-path /nope/model does not exist"),
+    (["--model-type", "cosface"], "invalid choice: 'cosface'"),
+    (["--space", "darts"], "invalid choice: 'darts'"),
 ])
 def test_bad_input_one_line_no_traceback(tiny_data, tmp_path, extra, fragment):
     res = run_test_py(*common(tiny_data, tmp_path / "m"), "--epochs", "1", *extra)
     assert res.returncode == 2
     assert fragment in res.stderr and "Traceback" not in res.stderr
-    assert [l for l in res.stderr.splitlines() if l.startswith("error: ")]
+    errors = [l for l in res.stderr.splitlines() if l.startswith("error: ")]
+    assert len(errors) == 1 and "usage:" not in res.stderr
