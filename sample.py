@@ -1,28 +1,50 @@
-"""Describe an architecture: per-layer output shapes, multiply-adds and parameters.
+"""Turn theta into architectures, or describe one architecture.
 
+    python sample.py --theta model/theta-result/epoch_5_theta.txt --output archs/
+    python sample.py --load-model-path model --mode sample --num 5 --output archs/
     python sample.py --arch fbnet_b --preset paper --image-shape 3,224,224 --num-classes 1000
-    python sample.py --arch my_arch.json --json
 
-Counts are read off the built symbol's inferred shapes (fbnet_symbol.profile).
+With --theta / --load-model-path: the most likely architecture (argmax of P_theta =
+softmax(theta) per layer) or N distinct samples from P_theta, each with its predicted
+latency (from the search's latency table), multiply-adds, parameters and probability;
+one architecture JSON per network in --output, a summary, and a PNG of P_theta.
+With --arch: a per-layer table of one architecture. Counts are read off the built
+symbol's inferred shapes (fbnet_symbol.profile).
 """
 import json
+import logging
+import os
+
+import numpy as np
 
 from fbnet_symbol.architecture import NAMED_ARCHITECTURES, load_architecture
 from fbnet_symbol.cli import ArgumentParser, format_count, run
 from fbnet_symbol.errors import FBNetError
 from fbnet_symbol.profile import profile_architecture
-from fbnet_symbol.search_space import PRESETS, parse_image_shape
+from fbnet_symbol.search_space import PRESETS, SPACES, parse_image_shape
+
+logger = logging.getLogger("sample")
 
 
 def parse_args(argv):
     p = ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--arch", required=True,
+    p.add_argument("--arch",
                    help="a shipped name (%s), an architecture .json file or a JSON string"
                         % ", ".join(NAMED_ARCHITECTURES))
+    p.add_argument("--theta", help="a theta text file (theta-result/epoch_N_theta.txt)")
+    p.add_argument("--load-model-path", help="a search's folder or supernet .params")
+    p.add_argument("--mode", choices=["argmax", "sample"], default="argmax")
+    p.add_argument("--num", type=int, default=5, help="distinct samples (--mode sample)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lut", help="latency table (default: the search's lut.json)")
+    p.add_argument("--output", help="folder for the architecture JSONs, summary and plot")
+    p.add_argument("--space", choices=sorted(SPACES),
+                   help="with a theta file outside a search folder: the search's space")
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="build in this preset instead of the architecture's own")
     p.add_argument("--image-shape", help="C,H,W (default: the preset's)")
-    p.add_argument("--num-classes", type=int, default=1000, help="default: 1000")
+    p.add_argument("--num-classes", type=int,
+                   help="default: the search's class count, else 1000")
     p.add_argument("--width-mult", type=float, help="override the width multiplier")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     return p.parse_args(argv)
@@ -30,6 +52,97 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    given = [n for n in ("arch", "theta", "load_model_path") if getattr(args, n)]
+    if len(given) != 1:
+        raise FBNetError("give exactly one of --arch, --theta or --load-model-path")
+    if args.arch:
+        return describe(args)
+    return sample_theta(args)
+
+
+def sample_theta(args):
+    from fbnet_symbol.checkpoint import find_checkpoint
+    from fbnet_symbol.latency import load_table
+    from fbnet_symbol.plots import plot_distribution
+    from fbnet_symbol.fileio import atomic_write, atomic_write_json
+    from fbnet_symbol import sampling
+
+    if not args.output:
+        raise FBNetError("give --output DIR for the architecture JSONs")
+    source = args.theta or args.load_model_path
+    cfg, lut_path = sampling.run_settings(source)
+    if cfg is None:
+        cfg = {"space": args.space or "fbnet", "preset": args.preset or "seed",
+               "width_mult": args.width_mult or 1.0, "model_type": "softmax"}
+        logger.warning("no args.json of a search found near %s: assuming space %s, preset %s",
+                       source, cfg["space"], cfg["preset"])
+    else:
+        cfg = dict(cfg)
+        if args.preset or args.space or args.width_mult:
+            raise FBNetError("%s belongs to a search with its own settings (args.json); do not "
+                             "pass --space/--preset/--width-mult" % source)
+    shape = parse_image_shape(args.image_shape) if args.image_shape else (
+        tuple(cfg["image_shape"]) if cfg.get("image_shape") else None)
+    if shape is None and (args.lut or lut_path):  # the table knows the search's input size
+        shape = tuple(load_table(args.lut or lut_path).meta.get("image_shape") or ()) or None
+    layout = sampling.layout_for(cfg, shape)
+    num_classes = args.num_classes or cfg.get("num_classes") or 1000
+    if args.theta:
+        theta = sampling.read_theta_text(args.theta, layout)
+    else:
+        theta = sampling.theta_from_params(find_checkpoint(args.load_model_path).load_params()[0],
+                                           layout)
+    lut_path = args.lut or lut_path
+    table = load_table(lut_path).check(layout) if lut_path else None
+    if table is None:
+        logger.warning("no latency table (--lut): predicted latencies are left out")
+    probs = sampling.probabilities(theta)
+    chosen = sampling.choose(layout, theta, args.mode, args.num, args.seed)
+    rows = []
+    for i, blocks in enumerate(chosen):
+        name = "argmax" if args.mode == "argmax" else "sample_%02d" % i
+        arch = sampling.architecture_for(cfg, blocks, name)
+        prof = profile_architecture(arch, num_classes, layout.image_shape)
+        row = {"name": name, "blocks": list(blocks), "macs": prof["macs"],
+               "params": prof["params"],
+               "log_probability": sampling.log_probability(layout, probs, blocks),
+               "file": os.path.join(args.output, name + ".json")}
+        row["probability"] = float(np.exp(row["log_probability"]))
+        if table is not None:
+            row["latency_blocks_ms"] = sum(table.cost(layout, l.index, b)
+                                           for l, b in zip(layout.layers, blocks))
+            if table.fixed and "overhead_ms" in table.meta:
+                row["latency_ms"] = table.predict(arch, layout)
+        atomic_write(row["file"], arch.to_json())
+        rows.append(row)
+    summary = {"source": os.path.abspath(source), "mode": args.mode, "seed": args.seed,
+               "space": layout.space.name, "preset": layout.preset.name,
+               "image_shape": list(layout.image_shape), "num_classes": num_classes,
+               "lut": lut_path, "temperature": 1.0, "architectures": rows}
+    atomic_write_json(os.path.join(args.output, "summary.json"), summary)
+    plot_distribution(layout, probs, os.path.join(args.output, "distribution.png"),
+                      "P_theta = softmax(theta); boxes: %s" % rows[0]["name"],
+                      {l.name: b for l, b in zip(layout.layers, chosen[0])})
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    fmt = "%-10s %12s %10s %9s %12s  %s"
+    print(fmt % ("network", "latency", "MACs", "params", "probability", "blocks"))
+    for r in rows:
+        lat = r.get("latency_ms", r.get("latency_blocks_ms"))
+        print(fmt % (r["name"], "%.3f ms" % lat if lat is not None else "n/a",
+                     format_count(r["macs"]), format_count(r["params"]),
+                     "%.3g" % r["probability"], " ".join(r["blocks"])))
+    print("wrote %d architecture JSON(s), summary.json and distribution.png to %s"
+          % (len(rows), args.output))
+    if rows and "latency_ms" not in rows[0] and table is not None:
+        print("(latency: sum of the searchable layers only — the table has no fixed parts)")
+    return 0
+
+
+def describe(args):
+    if args.num_classes is None:
+        args.num_classes = 1000
     arch = load_architecture(args.arch)
     changes = {}
     if args.preset:

@@ -1,6 +1,9 @@
 """Search: train the FBNet supernet (weights and theta alternately) and write theta.
+With --arch: train that fixed architecture from scratch instead (same data, heads,
+devices, schedule, checkpoints) and save its inference graph.
 
     python test.py                                   # a real search on the embedded digits
+    python test.py --arch model/arch.json            # train the searched network
     python test.py --gpu 0,1,2,3 --log-frequence 50 --model-type softmax --batch-size 32 \\
         --train-rec train.rec --theta-rec theta.rec
     python test.py --load-model-path ./model         # resume the newest good checkpoint
@@ -21,6 +24,7 @@ logger = logging.getLogger("test")
 # the embedded default is a ~5-minute demonstration on 2 CPU cores; real data gets the
 # paper's schedule and the full width
 EMBEDDED_EPOCHS, EMBEDDED_WARMUP, EMBEDDED_WIDTH = 6, 2, 0.5
+EMBEDDED_TRAIN_EPOCHS = 10
 
 
 def build_parser():
@@ -28,14 +32,16 @@ def build_parser():
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("space and network")
     g.add_argument("--space", choices=sorted(SPACES), default="fbnet")
-    g.add_argument("--preset", choices=sorted(PRESETS), default="seed")
+    g.add_argument("--preset", choices=sorted(PRESETS), help="default: seed")
     g.add_argument("--image-shape", help="C,H,W (default: the preset's; 3,16,16 on the "
                                          "embedded data)")
     g.add_argument("--width-mult", type=float,
                    help="channel multiplier (default 1.0; %.1f on the embedded data)"
                         % EMBEDDED_WIDTH)
-    g.add_argument("--model-type", choices=sorted(HEAD_DEFAULTS), default="softmax",
-                   help="classifier head")
+    g.add_argument("--model-type", choices=sorted(HEAD_DEFAULTS),
+                   help="classifier head (default: softmax; with --arch: the architecture's)")
+    g.add_argument("--arch", help="train this architecture from scratch instead of searching: "
+                                  "a shipped name (fbnet_a/b/c), an architecture .json or JSON")
     g.add_argument("--feature-dim", type=int,
                    help="embedding size before the head (default: the preset's; 0: none)")
     g.add_argument("--margin-s", type=float, help="scale of amsoftmax/arcface (30 / 64)")
@@ -52,8 +58,8 @@ def build_parser():
     d.add_argument("--rand-mirror", action="store_true", help="random horizontal flips")
     d.add_argument("--kv-store", default="local", help="local or device")
     s = p.add_argument_group("search")
-    s.add_argument("--epochs", type=int, help="default 90 (%d on the embedded data)"
-                   % EMBEDDED_EPOCHS)
+    s.add_argument("--epochs", type=int, help="default 90 (%d on the embedded data; with "
+                   "--arch %d)" % (EMBEDDED_EPOCHS, EMBEDDED_TRAIN_EPOCHS))
     s.add_argument("--warmup-epochs", type=int, help="weights only; default 10 (%d on the "
                    "embedded data)" % EMBEDDED_WARMUP)
     s.add_argument("--lut", help="latency table (.txt or .json); default: a cached table "
@@ -94,22 +100,48 @@ def build_parser():
     return p
 
 
+def resolve_arch(args):
+    """The --arch architecture, with any explicitly given preset/width/head flags applied."""
+    from fbnet_symbol.architecture import load_architecture
+    arch = load_architecture(args.arch)
+    changes = {}
+    if args.preset_given:
+        changes["preset"] = args.preset
+    if args.width_mult is not None:
+        changes["width_mult"] = args.width_mult
+    head = arch.head.to_dict()
+    if args.model_type:
+        head = {"type": args.model_type}
+    for key, value in (("feature_dim", args.feature_dim), ("s", args.margin_s),
+                       ("m", args.margin_m)):
+        if value is not None:
+            head[key] = value
+    if head != arch.head.to_dict():
+        changes["head"] = head
+    return arch.replace(**changes) if changes else arch
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.preset_given = args.preset is not None
+    args.preset = args.preset or "seed"
     from fbnet_symbol.search import SearchConfig, SearchRun
     from fbnet_symbol.search_space import parse_image_shape
     from fbnet_symbol.util import setup_logging
 
     setup_logging(os.path.join(args.save_model_path, "search.log"))
     embedded = not args.train_rec and not args.theta_rec
-    epochs = args.epochs if args.epochs is not None else (EMBEDDED_EPOCHS if embedded else 90)
+    arch = resolve_arch(args) if args.arch else None
+    epochs = args.epochs if args.epochs is not None else (
+        (EMBEDDED_TRAIN_EPOCHS if arch else EMBEDDED_EPOCHS) if embedded else 90)
     warmup = args.warmup_epochs if args.warmup_epochs is not None else (
-        EMBEDDED_WARMUP if embedded else 10)
+        0 if arch else EMBEDDED_WARMUP if embedded else 10)
     cfg = SearchConfig(
         space=args.space, preset=args.preset,
         image_shape=parse_image_shape(args.image_shape) if args.image_shape else None,
         width_mult=args.width_mult if args.width_mult is not None else (
-            EMBEDDED_WIDTH if embedded else 1.0), model_type=args.model_type, feature_dim=args.feature_dim,
+            EMBEDDED_WIDTH if embedded else 1.0), model_type=args.model_type or "softmax",
+        arch=arch, feature_dim=args.feature_dim,
         margin_s=args.margin_s, margin_m=args.margin_m, gpu=args.gpu,
         batch_size=args.batch_size, epochs=epochs, warmup_epochs=warmup,
         train_rec=args.train_rec, theta_rec=args.theta_rec, val_rec=args.val_rec,
@@ -125,6 +157,17 @@ def main(argv=None):
         progress=not args.no_progress)
     logger.info("arguments: %s", vars(args))
     summary = SearchRun(cfg).run()
+    if arch is not None:
+        print("training finished: %d epochs, train top-1 %.3f%s" % (
+            summary["epoch"], summary["train_acc"] or float("nan"),
+            ", validation top-1 %.3f" % summary["val_acc"] if summary.get("val_acc") is not None
+            else ""))
+        print("results in %s:" % summary["save_model_path"])
+        print("  model-symbol.json, model-NNNN.params   the inference graph per epoch "
+              "(mx.model.load_checkpoint('%s', N))" % summary["deploy_prefix"])
+        print("  arch.json, history.json, search.log, args.json")
+        print("  checkpoints/       resume with --load-model-path %s" % summary["save_model_path"])
+        return 0
     print("search finished: %d epochs, expected latency %.3f ms%s" % (
         summary["epochs"], summary["expected_latency_ms"] or float("nan"),
         ", supernet val top-1 %.3f" % summary["val_acc"] if summary.get("val_acc") is not None

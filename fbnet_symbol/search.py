@@ -30,7 +30,8 @@ os.environ.setdefault("MXNET_UPDATE_ON_KVSTORE", "0")
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .architecture import Architecture  # noqa: E402
+from .architecture import Architecture, load_architecture  # noqa: E402
+from .child import ChildNet  # noqa: E402
 from .checkpoint import CheckpointFolder, find_checkpoint  # noqa: E402
 from .data import check_recordio, embedded_digits, record_iter  # noqa: E402
 from .devices import parse_devices  # noqa: E402
@@ -104,11 +105,14 @@ class SearchConfig:
     keep_checkpoints: int = 3
     progress: bool = True
     freeze_bn: bool = False  # BN uses moving statistics (device-equivalence tests)
+    arch: Optional[object] = None  # train this fixed architecture from scratch instead
     extra: dict = field(default_factory=dict)
 
     def to_dict(self):
         d = asdict(self)
         d["image_shape"] = list(self.image_shape) if self.image_shape else None
+        if self.arch is not None and not isinstance(self.arch, (str, dict)):
+            d["arch"] = self.arch.to_dict()
         return d
 
 
@@ -128,16 +132,26 @@ class SearchRun:
         self.out = os.path.abspath(cfg.save_model_path)
         self.contexts = parse_devices(cfg.gpu)
         self._check_settings()
+        self.fixed = cfg.arch is not None
+        if self.fixed:  # the architecture decides space, preset, width and head
+            self.arch = load_architecture(cfg.arch)
+            cfg.space, cfg.preset, cfg.width_mult = (self.arch.space, self.arch.preset,
+                                                     self.arch.width_mult)
+            cfg.model_type = self.arch.head.type
         self._resolve_data()
-        self.layout = decode_space(cfg.space, cfg.preset, self.image_shape, cfg.width_mult)
-        self.table, self.table_path = self._latency_table()
-        head = HeadConfig(type=cfg.model_type, s=cfg.margin_s, m=cfg.margin_m)
-        self.net = supernet_class(cfg.space)(
-            self.num_classes, self.table, cfg.preset, self.image_shape, cfg.width_mult,
-            head, cfg.feature_dim, cfg.alpha, cfg.beta, cfg.loss_form, cfg.noise,
-            cfg.theta_init)
-        self.head = head
-        self.checkpoints = CheckpointFolder(os.path.join(self.out, "checkpoints"), "supernet",
+        if self.fixed:
+            self.net = ChildNet(self.arch, self.num_classes, self.image_shape)
+            self.layout, self.table, self.table_path = self.net.layout, None, None
+        else:
+            self.layout = decode_space(cfg.space, cfg.preset, self.image_shape, cfg.width_mult)
+            self.table, self.table_path = self._latency_table()
+            head = HeadConfig(type=cfg.model_type, s=cfg.margin_s, m=cfg.margin_m)
+            self.net = supernet_class(cfg.space)(
+                self.num_classes, self.table, cfg.preset, self.image_shape, cfg.width_mult,
+                head, cfg.feature_dim, cfg.alpha, cfg.beta, cfg.loss_form, cfg.noise,
+                cfg.theta_init)
+        self.prefix = "model" if self.fixed else "supernet"
+        self.checkpoints = CheckpointFolder(os.path.join(self.out, "checkpoints"), self.prefix,
                                             keep=cfg.keep_checkpoints)
         self.history = []
         self.global_step = 0
@@ -170,7 +184,7 @@ class SearchRun:
             self.val_rec = cfg.val_rec or paths["val"]
             self.embedded = True
             shape = cfg.image_shape or EMBEDDED_IMAGE_SHAPE
-            logger.info("no --train-rec given: searching on the embedded digits data set "
+            logger.info("no --train-rec given: using the embedded digits data set "
                         "(%s)", os.path.dirname(self.train_rec))
         elif cfg.train_rec and cfg.theta_rec:
             self.train_rec, self.theta_rec, self.val_rec = cfg.train_rec, cfg.theta_rec, cfg.val_rec
@@ -251,13 +265,16 @@ class SearchRun:
                 "global_step": self.global_step, "temperature": self.temperature(epoch),
                 "num_classes": self.num_classes, "history": self.history,
                 "config": self.cfg.to_dict(), "theta_names": self.net.theta_names}
-        states = {"weight": self.weight_mod._updater.get_states(dump_optimizer=True),
-                  "theta": self.theta_mod._updater.get_states(dump_optimizer=True)}
+        if self.fixed:
+            meta["arch"] = self.arch.to_dict()
+        states = {"weight": self.weight_mod._updater.get_states(dump_optimizer=True)}
+        if self.theta_mod is not None:
+            states["theta"] = self.theta_mod._updater.get_states(dump_optimizer=True)
         self.last_checkpoint = self.checkpoints.save(self.global_step, self.net.symbol, arg,
                                                      aux, states, meta)
 
     def _resume(self, path):
-        ckpt = find_checkpoint(path, "supernet")
+        ckpt = find_checkpoint(path, self.prefix)
         arg, aux = ckpt.load_params()
         try:
             self.master.set_params(arg, aux, allow_missing=False, force_init=True,
@@ -280,7 +297,13 @@ class SearchRun:
                                  "resume with the same settings, or use another "
                                  "--save-model-path for a new search"
                                  % (ckpt.params_path, key, old[key], key, new[key]))
+        if self.fixed and tuple(ckpt.meta.get("arch", {}).get("blocks", ())) != \
+                tuple(self.arch.blocks):
+            raise FBNetError("checkpoint %s trained another architecture; resume with the same "
+                             "--arch or use another --save-model-path" % ckpt.params_path)
         for name, mod in (("weight", self.weight_mod), ("theta", self.theta_mod)):
+            if mod is None:
+                continue
             states = ckpt.read_states(name)
             if states is None:
                 raise FBNetError("%s lacks the %s optimizer state; pass the folder to use "
@@ -298,21 +321,29 @@ class SearchRun:
         """Search; returns a summary dict. ``stop_after_steps`` simulates a kill (tests)."""
         cfg = self.cfg
         os.makedirs(self.out, exist_ok=True)
-        atomic_write_json(os.path.join(self.out, "args.json"), self.cfg.to_dict())
-        self.table.save(os.path.join(self.out, "lut.txt"))
+        settings = self.cfg.to_dict()
+        settings.update(image_shape=list(self.image_shape), num_classes=self.num_classes,
+                        train_rec=self.train_rec, theta_rec=self.theta_rec, val_rec=self.val_rec)
+        atomic_write_json(os.path.join(self.out, "args.json"), settings)
+        if self.table is not None:
+            self.table.save(os.path.join(self.out, "lut.txt"))
+        else:
+            atomic_write(os.path.join(self.out, "arch.json"), self.arch.to_json())
         self._bind()
         if cfg.load_model_path:
             self._resume(cfg.load_model_path)
         self._stop_at = None if stop_after_steps is None else self.global_step + stop_after_steps
-        logger.info("searching %s/%s at %s on %s: %d classes, batch %d, %d epochs (%d warm-up), "
-                    "%d weight / %d theta images", cfg.space, cfg.preset,
+        logger.info("%s %s/%s at %s on %s: %d classes, batch %d, %d epochs (%d warm-up), "
+                    "%d weight / %d theta images",
+                    "training %s from scratch:" % (self.arch.name or "the architecture")
+                    if self.fixed else "searching", cfg.space, cfg.preset,
                     "x".join(map(str, self.image_shape)),
                     ",".join(str(c) for c in self.contexts), self.num_classes, cfg.batch_size,
                     cfg.epochs, cfg.warmup_epochs, self.train_info.num_records,
                     self.theta_info.num_records)
         start_epoch, start_stage, start_batch = self.position
         for epoch in range(start_epoch, cfg.epochs):
-            stages = ["weight"] if epoch < cfg.warmup_epochs else ["weight", "theta"]
+            stages = ["weight"] if self.fixed or epoch < cfg.warmup_epochs else list(STAGES)
             record = {"epoch": epoch, "temperature": self.temperature(epoch)}
             for stage in stages:
                 if epoch == start_epoch and STAGES.index(stage) < STAGES.index(start_stage):
@@ -388,6 +419,8 @@ class SearchRun:
                 "%s_latency_ms" % stage: sums["latency"] / n}
 
     def _end_epoch(self, epoch, record):
+        if self.fixed:
+            return self._end_fixed_epoch(epoch, record)
         theta = self.theta()
         probs = self.net.probabilities(theta)
         blocks = self.net.argmax_blocks(theta)
@@ -412,6 +445,22 @@ class SearchRun:
                     record["argmax_latency_ms"],
                     ", theta CE %.4f" % record["theta_ce"] if "theta_ce" in record else "",
                     ", val acc %.4f" % record["val_acc"] if "val_acc" in record else "")
+        self.position = (epoch + 1, "weight", 0)
+        self._save()
+
+    def _end_fixed_epoch(self, epoch, record):
+        record.update({"lr": float(self.weight_mod._updater.optimizer._get_lr(0)),
+                       "global_step": self.global_step})
+        if self.val_info is not None:
+            record["val_acc"] = self.evaluate(self.val_info.rec, 1.0)
+        self.history = [h for h in self.history if h["epoch"] != epoch] + [record]
+        atomic_write_json(os.path.join(self.out, "history.json"), self.history)
+        self.deploy_prefix = export_deploy(self.net, *self.params(),
+                                           os.path.join(self.out, "model"), epoch + 1)
+        logger.info("epoch %d done: train CE %.4f acc %.4f%s; saved %s-%04d.params", epoch,
+                    record.get("weight_ce", float("nan")), record.get("weight_acc", float("nan")),
+                    ", val top-1 %.4f" % record["val_acc"] if "val_acc" in record else "",
+                    self.deploy_prefix, epoch + 1)
         self.position = (epoch + 1, "weight", 0)
         self._save()
 
@@ -454,6 +503,11 @@ class SearchRun:
 
     def _finish(self):
         last = self.history[-1] if self.history else {}
+        if self.fixed:
+            return {"save_model_path": self.out, "deploy_prefix": getattr(self, "deploy_prefix", None),
+                    "epoch": len(self.history), "checkpoint": self.last_checkpoint,
+                    "val_acc": last.get("val_acc"), "train_acc": last.get("weight_acc"),
+                    "arch": os.path.join(self.out, "arch.json")}
         summary = {"save_model_path": self.out, "arch": os.path.join(self.out, "arch.json"),
                    "theta": os.path.join(self.out, "theta-result"),
                    "checkpoint": self.last_checkpoint, "epochs": len(self.history),
@@ -482,15 +536,31 @@ def bind_search_modules(net, contexts, batch_size, kv_store="local", seed=0,
     weights = [n for n in master._param_names if n not in theta]
     weight_mod = mx.mod.Module(sym, fixed_param_names=sorted(theta), **names)
     weight_mod.bind(*descs, shared_module=master)
-    theta_mod = mx.mod.Module(sym, fixed_param_names=weights, **names)
-    theta_mod.bind(*descs, shared_module=master)
     weight_mod.init_optimizer(kvstore=kv_store, optimizer="sgd", optimizer_params=dict(
         {"learning_rate": 0.05, "momentum": 0.9, "wd": 1e-4}, **(weight_optimizer or {}),
         rescale_grad=1.0 / batch_size))
-    theta_mod.init_optimizer(kvstore=kv_store, optimizer="adam", optimizer_params=dict(
-        {"learning_rate": 0.01, "wd": 5e-4}, **(theta_optimizer or {}),
-        rescale_grad=1.0 / batch_size))
+    theta_mod = None
+    if theta:  # a fixed architecture has none
+        theta_mod = mx.mod.Module(sym, fixed_param_names=weights, **names)
+        theta_mod.bind(*descs, shared_module=master)
+        theta_mod.init_optimizer(kvstore=kv_store, optimizer="adam", optimizer_params=dict(
+            {"learning_rate": 0.01, "wd": 5e-4}, **(theta_optimizer or {}),
+            rescale_grad=1.0 / batch_size))
     return master, weight_mod, theta_mod
+
+
+def export_deploy(net, arg_params, aux_params, prefix, epoch):
+    """Write the inference graph as an MXNet checkpoint ``prefix-symbol.json`` /
+    ``prefix-%04d.params`` (``mx.model.load_checkpoint(prefix, epoch)``), atomically."""
+    sym = net.deploy_symbol()
+    arg, aux = net.deploy_params(arg_params, aux_params)
+    atomic_write(prefix + "-symbol.json", sym.tojson())
+    path = "%s-%04d.params" % (prefix, epoch)
+    blob = {"arg:" + k: v for k, v in arg.items()}
+    blob.update({"aux:" + k: v for k, v in aux.items()})
+    mx.nd.save(path + ".tmp", blob)
+    os.replace(path + ".tmp", path)
+    return prefix
 
 
 def write_theta(path, net, theta):

@@ -1,0 +1,87 @@
+"""A fixed architecture, trained from scratch by the same loop as the search.
+
+:class:`ChildNet` offers the interface the loop uses for a supernet (``symbol``,
+``input_names``, ``input_descs``, ``batch`` ...) with no theta, no Gumbel noise and no
+latency term, plus :meth:`ChildNet.deploy_symbol`: the inference graph that is saved for
+users — class probabilities for the softmax head; for margin heads the embedding
+sub-graph (as InsightFace ships), the classifier weights travelling in the same
+``.params`` file.
+"""
+import mxnet as mx
+import numpy as np
+
+from .architecture import load_architecture
+from .heads import CLASSIFIER, build_head
+from .network import DATA_NAME, LABEL_NAME, build_block, build_trunk, check_num_classes
+from .supernet import SAMPLE_WEIGHT
+
+
+class ChildNet:
+    def __init__(self, arch, num_classes, image_shape=None):
+        check_num_classes(num_classes)
+        self.arch = load_architecture(arch)
+        self.num_classes = num_classes
+        self.layout = self.arch.layout(image_shape)
+        self.theta_names = []
+        self._symbol = None
+
+    def _features(self):
+        layout, blocks = self.layout, self.arch.blocks
+        return build_trunk(mx.sym.Variable(DATA_NAME), layout,
+                           lambda x, layer: build_block(x, layout, layer, blocks[layer.index]),
+                           self.arch.feature_dim)
+
+    @property
+    def symbol(self):
+        """Training graph: per-sample CE (times the padding weight), logits, CE, zeros."""
+        if self._symbol is None:
+            features, dim = self._features()
+            label = mx.sym.Variable(LABEL_NAME)
+            train, plain = build_head(features, label, self.num_classes, dim, self.arch.head)
+            ce = -mx.sym.pick(mx.sym.log_softmax(train, axis=1), label, axis=1)
+            loss = mx.sym.MakeLoss(ce * mx.sym.Variable(SAMPLE_WEIGHT), name="loss")
+            self._symbol = mx.sym.Group([loss, mx.sym.BlockGrad(plain, name="logits_out"),
+                                         mx.sym.BlockGrad(ce, name="ce_out"),
+                                         mx.sym.BlockGrad(mx.sym.zeros_like(ce),
+                                                          name="latency_out")])
+        return self._symbol
+
+    def deploy_symbol(self):
+        """The inference graph users load: softmax probabilities, or the embedding."""
+        features, dim = self._features()
+        if self.arch.head.type != "softmax":
+            return features
+        _, plain = build_head(features, mx.sym.Variable(LABEL_NAME), self.num_classes, dim,
+                              self.arch.head)
+        return mx.sym.softmax(plain, axis=1, name="prob")
+
+    def deploy_params(self, arg_params, aux_params):
+        """Parameters of the deploy graph (plus the classifier weights for margin heads)."""
+        names = set(self.deploy_symbol().list_arguments()) | {
+            n for n in arg_params if n.startswith(CLASSIFIER)}
+        arg = {k: v for k, v in arg_params.items() if k in names}
+        aux_names = set(self.deploy_symbol().list_auxiliary_states())
+        return arg, {k: v for k, v in aux_params.items() if k in aux_names}
+
+    # ------------------------------------------------------------ the loop's interface
+    @property
+    def input_names(self):
+        return [DATA_NAME, SAMPLE_WEIGHT]
+
+    def input_descs(self, batch_size):
+        c, h, w = self.layout.image_shape
+        return [mx.io.DataDesc(DATA_NAME, (batch_size, c, h, w), layout="NCHW"),
+                mx.io.DataDesc(SAMPLE_WEIGHT, (batch_size,), layout="N")]
+
+    def label_descs(self, batch_size):
+        return [mx.io.DataDesc(LABEL_NAME, (batch_size,), layout="N")]
+
+    def noise_shape(self, batch_size):
+        return (1, 0)
+
+    def batch(self, data, label, noise, temperature, valid=None):
+        n = data.shape[0]
+        valid = n if valid is None else valid
+        weight = np.zeros((n,), dtype=np.float32)
+        weight[:valid] = float(n) / valid
+        return mx.io.DataBatch(data=[data, mx.nd.array(weight)], label=[label], pad=n - valid)
