@@ -78,7 +78,8 @@ def build_parser():
     s.add_argument("--temperature", type=float, default=5.0)
     s.add_argument("--temperature-decay", type=float, default=0.956, help="per epoch")
     o = p.add_argument_group("weight optimizer (SGD)")
-    o.add_argument("--lr", type=float, default=0.05)
+    o.add_argument("--lr", type=float, help="default 0.05 for the search, 0.01 with --arch "
+                   "(a single network without the supernet's averaging needs a smaller step)")
     o.add_argument("--wd", type=float, default=1e-4)
     o.add_argument("--momentum", type=float, default=0.9)
     o.add_argument("--lr-scheduler", choices=["cosine_grad", "cosine", "step"],
@@ -147,7 +148,7 @@ def main(argv=None):
         train_rec=args.train_rec, theta_rec=args.theta_rec, val_rec=args.val_rec,
         lut=args.lut, lut_batch_size=args.lut_batch_size, alpha=args.alpha, beta=args.beta,
         loss_form=args.loss_form, noise=args.noise, theta_init=args.theta_init,
-        lr=args.lr, wd=args.wd, momentum=args.momentum, lr_scheduler=args.lr_scheduler,
+        lr=args.lr if args.lr is not None else (0.01 if arch else 0.05), wd=args.wd, momentum=args.momentum, lr_scheduler=args.lr_scheduler,
         cosine_decay_step=args.cosine_decay_step, rise_region=args.rise_region,
         lr_step_epochs=args.lr_step_epochs, theta_lr=args.theta_lr, theta_wd=args.theta_wd,
         temperature=args.temperature, temperature_decay=args.temperature_decay,

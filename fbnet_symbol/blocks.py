@@ -38,15 +38,22 @@ def relu(data, name):
     return mx.sym.Activation(data=data, act_type="relu", name=name)
 
 
-def channel_shuffle(data, groups, name):
+def channel_shuffle(data, groups, name, channels=None, hw=None):
     """ShuffleNet channel shuffle: (N, g*c, H, W) -> view (N, g, c, H, W) -> swap -> flatten.
 
-    ``reshape(0, -4, g, -1, -2)`` splits the channel axis into (g, C/g) and keeps H, W;
-    the shorter ``reshape(0, g, -1, -2)`` does not give that shape (MXNET_NOTES.md).
+    With ``channels`` and ``hw`` known the reshapes are written with explicit sizes, which
+    the ONNX exporter understands; without them ``reshape(0, -4, g, -1, -2)`` splits the
+    channel axis (the shorter ``reshape(0, g, -1, -2)`` does not give that shape, and
+    the exporter does not support ``-4``; MXNET_NOTES.md).
     """
-    x = mx.sym.reshape(data, shape=(0, -4, groups, -1, -2), name=name + "_split")
+    if channels is not None and hw is not None:
+        split = (0, groups, channels // groups) + tuple(hw)
+        merged = (0, channels) + tuple(hw)
+    else:
+        split, merged = (0, -4, groups, -1, -2), (0, -3, -2)
+    x = mx.sym.reshape(data, shape=split, name=name + "_split")
     x = mx.sym.swapaxes(x, dim1=1, dim2=2, name=name + "_swap")
-    return mx.sym.reshape(x, shape=(0, -3, -2), name=name + "_merge")
+    return mx.sym.reshape(x, shape=merged, name=name + "_merge")
 
 
 def residual_add(branch, shortcut, name):
@@ -81,11 +88,11 @@ def inverted_residual(data, layer, prefix, bn_inside, kernel, expansion, group):
 
     x = conv_bn(data, "_pw1", mid, 1, 1, group, act=True)
     if group > 1:
-        x = channel_shuffle(x, group, prefix + "_shuffle1")
+        x = channel_shuffle(x, group, prefix + "_shuffle1", mid, layer.in_hw)
     x = conv_bn(x, "_dw", mid, kernel, layer.stride, mid, act=True)
     x = conv_bn(x, "_pw2", layer.out_channels, 1, 1, group, act=False)
     if group > 1:
-        x = channel_shuffle(x, group, prefix + "_shuffle2")
+        x = channel_shuffle(x, group, prefix + "_shuffle2", layer.out_channels, layer.out_hw)
     if layer.shapes_match:
         x = residual_add(x, data, prefix + "_add")
     return x

@@ -48,7 +48,7 @@ def bottleneck(data, layer, prefix, bn_inside, group=1, deformable=False):
     pre = _bn_relu(data, prefix + "_pre")
     x = conv(pre, prefix + "_conv1", mid, 1, group=group)
     if group > 1:
-        x = channel_shuffle(x, group, prefix + "_shuffle1")
+        x = channel_shuffle(x, group, prefix + "_shuffle1", mid, layer.in_hw)
     x = _bn_relu(x, prefix + "_conv1")
     if deformable:
         offset = conv(x, prefix + "_offset", 2 * 3 * 3 * DEFORM_GROUPS, 3, layer.stride,
@@ -62,7 +62,7 @@ def bottleneck(data, layer, prefix, bn_inside, group=1, deformable=False):
     else:
         x = conv(x, prefix + "_conv2", mid, 3, layer.stride, group=group)
         if group > 1:
-            x = channel_shuffle(x, group, prefix + "_shuffle2")
+            x = channel_shuffle(x, group, prefix + "_shuffle2", mid, layer.out_hw)
     x = _bn_relu(x, prefix + "_conv2")
     x = conv(x, prefix + "_conv3", layer.out_channels, 1, group=group)
     return residual_add(x, _shortcut(data, pre, layer, prefix), prefix + "_add")
@@ -73,7 +73,7 @@ def basic(data, layer, prefix, bn_inside, group=1, se=False):
     pre = _bn_relu(data, prefix + "_pre")
     x = conv(pre, prefix + "_conv1", layer.out_channels, 3, layer.stride, group=group)
     if group > 1:
-        x = channel_shuffle(x, group, prefix + "_shuffle1")
+        x = channel_shuffle(x, group, prefix + "_shuffle1", layer.out_channels, layer.out_hw)
     x = _bn_relu(x, prefix + "_conv1")
     x = conv(x, prefix + "_conv2", layer.out_channels, 3, group=group)
     if se:

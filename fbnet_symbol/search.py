@@ -172,7 +172,7 @@ class SearchRun:
             raise FBNetError("unknown --kv-store %r; use local or device" % cfg.kv_store)
         if cfg.epochs < 1 or cfg.warmup_epochs < 0:
             raise FBNetError("--epochs must be >= 1 and --warmup-epochs >= 0")
-        if cfg.warmup_epochs >= cfg.epochs:
+        if cfg.arch is None and cfg.warmup_epochs >= cfg.epochs:
             logger.warning("--warmup-epochs %d >= --epochs %d: theta will never be trained",
                            cfg.warmup_epochs, cfg.epochs)
 
@@ -275,32 +275,20 @@ class SearchRun:
 
     def _resume(self, path):
         ckpt = find_checkpoint(path, self.prefix)
+        if ckpt.meta:
+            self._check_resumable(ckpt)
         arg, aux = ckpt.load_params()
         try:
             self.master.set_params(arg, aux, allow_missing=False, force_init=True,
                                    allow_extra=True)
         except (RuntimeError, mx.base.MXNetError, AssertionError, ValueError) as e:
-            raise FBNetError("%s does not fit this supernet (%s); resume with the settings "
-                             "of the run that wrote it" % (ckpt.params_path,
-                                                           str(e).splitlines()[0])) from None
+            raise FBNetError("%s does not fit this %s (%s); resume with the settings of the run "
+                             "that wrote it" % (ckpt.params_path,
+                                                "network" if self.fixed else "supernet",
+                                                str(e).splitlines()[0])) from None
         if not ckpt.meta:
             logger.info("loaded parameters from %s; starting at epoch 0", ckpt.params_path)
             return
-        old = ckpt.meta.get("config", {})
-        new = self.cfg.to_dict()
-        if old.get("image_shape") is None:
-            old = dict(old, image_shape=list(self.image_shape))
-        new["image_shape"] = list(self.image_shape)
-        for key in RESUME_KEYS:
-            if key in old and old[key] != new[key]:
-                raise FBNetError("checkpoint %s was written with %s=%s but this run has %s=%s; "
-                                 "resume with the same settings, or use another "
-                                 "--save-model-path for a new search"
-                                 % (ckpt.params_path, key, old[key], key, new[key]))
-        if self.fixed and tuple(ckpt.meta.get("arch", {}).get("blocks", ())) != \
-                tuple(self.arch.blocks):
-            raise FBNetError("checkpoint %s trained another architecture; resume with the same "
-                             "--arch or use another --save-model-path" % ckpt.params_path)
         for name, mod in (("weight", self.weight_mod), ("theta", self.theta_mod)):
             if mod is None:
                 continue
@@ -315,6 +303,24 @@ class SearchRun:
         self.last_checkpoint = ckpt.params_path
         logger.info("resumed from %s: epoch %d, %s stage, batch %d (step %d)",
                     ckpt.params_path, *self.position, self.global_step)
+
+    def _check_resumable(self, ckpt):
+        """Refuse a checkpoint written with settings that shape the run differently."""
+        old = ckpt.meta.get("config", {})
+        new = self.cfg.to_dict()
+        if old.get("image_shape") is None:
+            old = dict(old, image_shape=list(self.image_shape))
+        new["image_shape"] = list(self.image_shape)
+        if self.fixed and tuple(ckpt.meta.get("arch", {}).get("blocks", ())) != \
+                tuple(self.arch.blocks):
+            raise FBNetError("checkpoint %s trained another architecture; resume with the same "
+                             "--arch or use another --save-model-path" % ckpt.params_path)
+        for key in RESUME_KEYS:
+            if key in old and old[key] != new[key]:
+                raise FBNetError("checkpoint %s was written with %s=%s but this run has %s=%s; "
+                                 "resume with the same settings, or use another "
+                                 "--save-model-path for a new search"
+                                 % (ckpt.params_path, key, old[key], key, new[key]))
 
     # ------------------------------------------------------------ the loop
     def run(self, stop_after_steps=None):

@@ -12,11 +12,12 @@ import pytest  # noqa: E402
 
 
 def make_rec(prefix, n, classes=3, size=8, seed=0):
-    """A small learnable RecordIO file: each class is a colour with noise."""
+    """A small learnable RecordIO file: each class is a colour (the same in every file)
+    with noise (``seed``)."""
     from fbnet_symbol.data import write_images
     rng = np.random.RandomState(seed)
     labels = np.arange(n) % classes
-    colours = rng.randint(0, 255, size=(classes, 3))
+    colours = np.random.RandomState(1234).randint(0, 255, size=(classes, 3))
     images = [np.clip(colours[l] + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
               for l in labels]
     write_images(str(prefix), images, labels)

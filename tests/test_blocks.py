@@ -86,6 +86,10 @@ def test_channel_shuffle_matches_numpy():
         n, c, h, w = x.shape
         want = x.reshape(n, g, c // g, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)
         np.testing.assert_array_equal(got, want)
+        # the explicit-shape form (what the ONNX exporter understands) is the same
+        explicit = blocks.channel_shuffle(mx.sym.Variable("data"), g, "e", c, (h, w))
+        np.testing.assert_array_equal(
+            explicit.eval(ctx=mx.cpu(), data=mx.nd.array(x))[0].asnumpy(), want)
     # channel order after shuffling 6 channels in 2 groups: 0 3 1 4 2 5
     got = blocks.channel_shuffle(mx.sym.Variable("data"), 2, "s").eval(
         ctx=mx.cpu(), data=mx.nd.array(x))[0].asnumpy()
