@@ -47,6 +47,9 @@ def parse_args(argv):
                    help="random architectures to time (FBNet-A/B/C are added where the "
                         "table covers them; default 10)")
     v.add_argument("--seed", type=int, default=0, help="seed of the random architectures")
+    v.add_argument("--arch", action="append",
+                   help="time this architecture (JSON or shipped name) instead of random "
+                        "ones; repeatable")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quick", action="store_true",
                    help="few repeats: a rough table in seconds (for tests and smoke runs)")
@@ -97,8 +100,12 @@ def validate(args, policy):
            else context_from_string(table.meta["device"]))
     if str(ctx) != table.meta["device"]:
         logger.warning("table measured on %s, validating on %s", table.meta["device"], ctx)
+    archs = None
+    if args.arch:
+        from fbnet_symbol.architecture import load_architecture
+        archs = [load_architecture(a, expect_space=table.meta["space"]) for a in args.arch]
     summary = validate_table(table, ctx, args.num_archs, args.seed, policy,
-                             progress=not args.json)
+                             progress=not args.json, archs=archs)
     stem = os.path.splitext(args.validate)[0]
     csv_path, png_path = stem + "_validation.csv", stem + "_validation.png"
     write_report(summary, csv_path, png_path, title="%s/%s %s batch %d on %s" % (
@@ -114,8 +121,10 @@ def validate(args, policy):
     for r in summary["networks"]:
         print(fmt % (r["name"], "%.3f ms" % r["predicted_ms"], "%.3f ms" % r["measured_ms"],
                      "%+.1f%%" % r["error_pct"]))
-    print("%d networks: median |error| %.1f%%, Spearman %.3f" % (
-        summary["num_networks"], summary["median_abs_error_pct"], summary["spearman"]))
+    print("%d network%s: median |error| %.1f%%%s" % (
+        summary["num_networks"], "s" if summary["num_networks"] > 1 else "",
+        summary["median_abs_error_pct"], ", Spearman %.3f" % summary["spearman"]
+        if summary["num_networks"] > 1 else ""))
     print("device speed now / when the table was measured (its fixed parts): %.2f; "
           "median |error| at the current speed: %.1f%%" % (
               summary["device_speed_ratio"], summary["median_abs_error_pct_at_current_speed"]))
@@ -127,7 +136,7 @@ def main(argv=None):
     args = parse_args(argv)
     policy = QUICK if args.quick else TimingPolicy()
     if args.validate:
-        if args.num_archs < 2:
+        if args.num_archs < 2 and not args.arch:
             raise FBNetError("--num-archs must be at least 2 (a rank correlation needs two)")
         return validate(args, policy)
     return measure(args, policy)

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import stats
 
 from .architecture import Architecture, load_architecture
+from .errors import FBNetError
 from .fileio import atomic_write
 from .heads import HeadConfig
 from .latency import fixed_symbols
@@ -95,14 +96,32 @@ def candidate_architectures(table, num_archs, seed=0):
     return archs
 
 
-def validate_table(table, ctx, num_archs=10, seed=0, policy=TimingPolicy(), progress=True):
-    """Time each candidate architecture whole and compare with the table's prediction."""
+def validate_table(table, ctx, num_archs=10, seed=0, policy=TimingPolicy(), progress=True,
+                   archs=None):
+    """Time each architecture whole and compare with the table's prediction.
+
+    ``archs``: specific architectures (e.g. the one you trained) instead of random ones;
+    they are timed with the table's head settings, which the table's fixed parts measured.
+    """
     from tqdm import tqdm
 
     layout = table_layout(table)
     batch = table.meta["batch_size"]
     num_classes = table.meta.get("num_classes", 1000)
-    archs = candidate_architectures(table, num_archs, seed)
+    if archs:
+        m = table.meta
+        for a in archs:
+            if (a.space, a.preset, a.width_mult) != (m["space"], m["preset"], m["width_mult"]):
+                raise FBNetError("architecture %s is %s/%s at width %s but the table is for "
+                                 "%s/%s at width %s; measure a table for its settings"
+                                 % (a.name or "", a.space, a.preset, a.width_mult, m["space"],
+                                    m["preset"], m["width_mult"]))
+        archs = [table_architecture(table, a.blocks, a.name or "arch_%d" % i)
+                 for i, a in enumerate(archs)]
+        for a in archs:
+            a.validate()
+    else:
+        archs = candidate_architectures(table, num_archs, seed)
     items = [(build_network(a, num_classes, layout.image_shape, mode="logits"),
               (batch,) + tuple(layout.image_shape)) for a in archs]
     # the table's fixed parts, timed again beside the networks: how fast is the device now

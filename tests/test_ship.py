@@ -148,3 +148,24 @@ def test_deformable_network_is_refused_by_the_exporter(tiny_data, tmp_path):
                           str(out), "--output", str(tmp_path / "x.onnx")], cwd=ROOT, env=ENV,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "deformable" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_sample_reads_a_seed_format_theta_file(tmp_path):
+    from fbnet_symbol.search_space import decode_space
+    layout = decode_space("fbnet", "seed")
+    rng = np.random.RandomState(0)
+    rows = [rng.normal(0, 3, len(l.candidates)) for l in layout.layers]
+    lines = ["layer_%d_%d_theta_arc: %s" % (l.stage, l.position, " ".join(map(str, r)))
+             for l, r in zip(layout.layers, rows)]
+    path = tmp_path / "softmax_epoch_9_theta.txt"
+    path.write_text("\n".join(lines) + "\n")
+    res = sample("--theta", str(path), "--space", "fbnet", "--preset", "seed",
+                 "--num-classes", "10", "--output", str(tmp_path / "o"), "--json")
+    assert res.returncode == 0, res.stderr
+    top = json.loads(res.stdout)["architectures"][0]
+    assert top["blocks"] == [l.candidates[int(np.argmax(r))] for l, r in zip(layout.layers, rows)]
+    assert "latency_ms" not in top  # no table given: no made-up latency
+    bad = tmp_path / "bad.txt"
+    bad.write_text("\n".join(lines[:20]) + "\n")
+    res = sample("--theta", str(bad), "--space", "fbnet", "--output", str(tmp_path / "o2"))
+    assert res.returncode == 2 and "has 20 layers but space fbnet" in res.stderr
