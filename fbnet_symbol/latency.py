@@ -19,7 +19,6 @@ stores each block's time net of it, floored at ``MIN_MS``; a network is predicte
 ``overhead + stem + sum(blocks) + tail + head`` (all net). In the seed preset a block's
 entry includes the BatchNorm that precedes its layer, since every child network has it.
 """
-import dataclasses
 import datetime
 import hashlib
 import json
@@ -44,6 +43,7 @@ logger = logging.getLogger(__name__)
 FORMAT = "fbnet_symbol.latency/1"
 MIN_MS = 1e-3
 FIXED_PARTS = ("stem", "tail", "head")
+METHOD = "in-context difference/1"  # part of the cache key: a new method re-measures
 MATCH_KEYS = ("space", "preset", "image_shape", "batch_size", "width_mult")
 
 
@@ -210,44 +210,19 @@ def load_table(path):
 
 # ---------------------------------------------------------------- measuring
 
-def block_symbol(layout, layer, candidate, repeat=1):
-    """What one table entry times: (pre-layer BN) + the candidate block.
-
-    ``repeat=2`` chains the block twice (same-shape layers only), for the overhead
-    calibration; the copy gets its own names.
-    """
-    data = mx.sym.Variable("data")
+def block_symbol(layout, layer, candidate, data=None):
+    """What one table entry times: (pre-layer BN) + the candidate block, on ``data``."""
+    data = mx.sym.Variable("data") if data is None else data
     module = space_module(layout.space.name)
-    x = data
-    for r in range(repeat):
-        at = layer if r == 0 else dataclasses.replace(layer, index=layer.index + 1000 * r)
-        x = module.before_layer(x, at, layout)
-        x = build_block(x, layout, at, candidate)
+    x = build_block(module.before_layer(data, layer, layout), layout, layer, candidate)
     if x is data:  # a bare skip: time the copy that stands for it
         x = mx.sym.identity(data, name="%s_skip" % layer.name)
     return x
 
 
-def calibration_pairs(layout, per_stage=1):
-    """Same-shape (layer, candidate) pairs used to measure the per-graph overhead.
-
-    The last layer of every stage that has a same-shape layer, with the space's first
-    and last non-skip candidates (a light and a heavy block).
-    """
-    pairs, seen = [], set()
-    for layer in reversed(layout.layers):
-        if not layer.shapes_match or layer.stage in seen:
-            continue
-        seen.add(layer.stage)
-        blocks = [c for c in layer.candidates
-                  if not layout.space.candidate(c).identity]
-        for c in dict.fromkeys([blocks[0], blocks[-1]]):
-            pairs.append((layer, c))
-    return pairs
-
-
-def fixed_symbols(layout, num_classes, head, feature_dim):
-    """(name, symbol, input shape without batch) of the parts outside the searchable layers."""
+def fixed_symbols(layout, num_classes, head, feature_dim, data=None):
+    """(name, symbol, input shape without batch) of the parts outside the searchable layers,
+    each on its own input (``data``: a symbol to build the tail on instead)."""
     module = space_module(layout.space.name)
     last = layout.layers[-1]
     stem = module.stem(mx.sym.Variable("data"), layout)
@@ -259,59 +234,108 @@ def fixed_symbols(layout, num_classes, head, feature_dim):
             ("head", plain, (tail_channels(layout),))]
 
 
+def _head_on(layout, x, num_classes, head, feature_dim):
+    features, dim = build_embedding(x, tail_channels(layout), feature_dim)
+    return build_head(features, mx.sym.Variable(LABEL_NAME), num_classes, dim, head)[1]
+
+
 def _shape_key(layout, layer, candidate):
     return (layer.in_shape, layer.out_channels, layer.stride, layer.shapes_match, candidate,
             layout.preset.bn_inside_blocks)
 
 
+def _predecessor(layout, layer):
+    """The graph that produces a layer's input in context: the stem, or the previous
+    layer's first candidate. Returns (key, symbol, input shape without batch)."""
+    if layer.index == 0:
+        return "stem", space_module(layout.space.name).stem(mx.sym.Variable("data"), layout), \
+            tuple(layout.image_shape)
+    prev = layout.layers[layer.index - 1]
+    c = prev.candidates[0]
+    return _shape_key(layout, prev, c), block_symbol(layout, prev, c), prev.in_shape
+
+
 def measure_table(layout, ctx, batch_size=1, num_classes=1000, head=None, feature_dim=None,
                   policy=TimingPolicy(), progress=True):
-    """Time every offered candidate of every layer, and the fixed parts, on ``ctx``."""
+    """Time every offered candidate of every layer *in context*, and the fixed parts.
+
+    An entry is ``t(P -> B) - t(P)``: the time of the block ``B`` run right after ``P``,
+    the graph that produces its input (the stem, or the previous layer's first
+    candidate), minus the time of ``P`` alone. What a block costs inside a network —
+    its input just written, the per-graph cost paid once — is what the difference
+    keeps; timing ``B`` alone was measured to overstate it by 15-20%, more for heavy
+    blocks. The tail and the head are measured the same way after their predecessors;
+    the stem alone, minus the cost of an empty graph (``overhead_ms``).
+    """
     from tqdm import tqdm
 
     head = head or HeadConfig()
     if feature_dim is None:
         feature_dim = layout.preset.feature_dim or 0
     started = time.time()
-    unique = {}
-    for layer in layout.layers:
-        for c in layer.candidates:
-            unique.setdefault(_shape_key(layout, layer, c), (layer, c))
-    calibration = calibration_pairs(layout)
-    items = [overhead_symbol()]
-    items += [(block_symbol(layout, layer, c), (batch_size,) + layer.in_shape)
-              for layer, c in unique.values()]
-    fixed_jobs = fixed_symbols(layout, num_classes, head, feature_dim)
-    items += [(sym, (batch_size,) + tuple(shape)) for _, sym, shape in fixed_jobs]
-    items += [(block_symbol(layout, layer, c, repeat=2), (batch_size,) + layer.in_shape)
-              for layer, c in calibration]
-    with tqdm(total=len(items), desc="timing blocks", unit="block", disable=not progress) as bar:
-        results = time_symbols(items, ctx, policy, progress=bar.update)
-    call = results[0]
-    timings = dict(zip(unique, results[1:1 + len(unique)]))
-    doubles = results[1 + len(unique) + len(fixed_jobs):]
-    per_graph = [2 * timings[_shape_key(layout, layer, c)].median_ms - t.median_ms
-                 for (layer, c), t in zip(calibration, doubles)]
-    overhead = max([call.median_ms] + ([float(np.median(per_graph))] if per_graph else []))
-    fixed = {}
-    for (name, _, _), t in zip(fixed_jobs, results[1 + len(unique):]):
-        fixed[name] = {"median_ms": max(t.median_ms - overhead, MIN_MS),
-                       "spread_ms": t.spread_ms, "raw_ms": t.median_ms}
+    items, index = [], {}
 
+    def add(key, sym, shape):
+        if key not in index:
+            index[key] = len(items)
+            items.append((sym, (batch_size,) + tuple(shape)))
+        return index[key]
+
+    call_sym, call_shape = overhead_symbol()
+    add("call", call_sym, call_shape[1:])
+    entries = {}
+    for layer in layout.layers:
+        pkey, psym, pshape = _predecessor(layout, layer)
+        add(("alone", pkey), psym, pshape)
+        for c in layer.candidates:
+            key = (_shape_key(layout, layer, c), pkey)
+            if key not in entries:
+                _, chain_pred, _ = _predecessor(layout, layer)
+                add(("chain",) + key, block_symbol(layout, layer, c, data=chain_pred), pshape)
+                entries[key] = (layer, c)
+    last = layout.layers[-1]
+    # the tail's predecessor: the last layer's first candidate
+    lkey = _shape_key(layout, last, last.candidates[0])
+    lsym, lshape = block_symbol(layout, last, last.candidates[0]), last.in_shape
+    module = space_module(layout.space.name)
+    add(("alone", lkey), lsym, lshape)
+    add("tail_chain", module.tail(block_symbol(layout, last, last.candidates[0]), layout), lshape)
+    alone = fixed_symbols(layout, num_classes, head, feature_dim)
+    for name, sym, shape in alone:
+        add(("fixed", name), sym, shape)
+    add("head_chain", _head_on(layout, module.tail(mx.sym.Variable("data"), layout),
+                               num_classes, head, feature_dim), last.out_shape)
+    with tqdm(total=len(items), desc="timing blocks", unit="graph", disable=not progress) as bar:
+        results = time_symbols(items, ctx, policy, progress=bar.update)
+    t = {key: results[i] for key, i in index.items()}
+    call = t["call"].median_ms
+
+    def net(chain, pred):
+        return chain.median_ms - pred.median_ms
+
+    fixed = {
+        "stem": {"median_ms": max(t[("fixed", "stem")].median_ms - call, MIN_MS)},
+        "tail": {"median_ms": max(net(t["tail_chain"], t[("alone", lkey)]), MIN_MS)},
+        "head": {"median_ms": max(net(t["head_chain"], t[("fixed", "tail")]), MIN_MS)},
+    }
+    for name, _, _ in alone:  # each part timed alone: the reference for validation
+        fixed[name].update(raw_ms=t[("fixed", name)].median_ms,
+                           spread_ms=t[("fixed", name)].spread_ms)
     values, spread, raw = [], [], []
     for layer in layout.layers:
-        ts = [timings[_shape_key(layout, layer, c)] for c in layer.candidates]
-        values.append([max(t.median_ms - overhead, MIN_MS) for t in ts])
-        spread.append([t.spread_ms for t in ts])
-        raw.append([t.median_ms for t in ts])
+        pkey = _predecessor(layout, layer)[0]
+        row_raw = [net(t[("chain", _shape_key(layout, layer, c), pkey)], t[("alone", pkey)])
+                   for c in layer.candidates]
+        values.append([max(v, MIN_MS) for v in row_raw])
+        raw.append(row_raw)
+        spread.append([t[("chain", _shape_key(layout, layer, c), pkey)].spread_ms
+                       for c in layer.candidates])
     meta = table_key(layout, batch_size, ctx)
     meta.update({
         "device_name": device_name(ctx),
         "num_classes": num_classes, "head": head.to_dict(), "feature_dim": feature_dim,
-        "timing": policy.to_dict(), "overhead_ms": overhead,
-        "call_overhead_ms": call.median_ms,
-        "overhead_samples_ms": per_graph,
-        "unique_measurements": len(unique),
+        "timing": policy.to_dict(), "overhead_ms": call,
+        "unique_measurements": len(entries), "graphs_timed": len(items),
         "seconds": round(time.time() - started, 1),
         "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })
@@ -324,7 +348,7 @@ def table_key(layout, batch_size, ctx):
     return {"space": layout.space.name, "preset": layout.preset.name,
             "image_shape": list(layout.image_shape), "batch_size": batch_size,
             "width_mult": layout.width_mult, "device": str(ctx),
-            "device_name": device_name(ctx), **runtime_info()}
+            "device_name": device_name(ctx), "method": METHOD, **runtime_info()}
 
 
 # ---------------------------------------------------------------- cache
