@@ -86,3 +86,20 @@ def test_bad_input_one_line_no_traceback(tiny_data, tmp_path, extra, fragment):
     assert fragment in res.stderr and "Traceback" not in res.stderr
     errors = [l for l in res.stderr.splitlines() if l.startswith("error: ")]
     assert len(errors) == 1 and "usage:" not in res.stderr
+
+
+def test_train_fixed_architecture_on_two_cpu_contexts(tiny_data, tmp_path):
+    out = tmp_path / "trained"
+    args = ["--train-rec", tiny_data["train"], "--theta-rec", tiny_data["theta"],
+            "--val-rec", tiny_data["val"], "--image-shape", "3,8,8", "--save-model-path", str(out),
+            "--no-progress", "--gpu", "cpu:0,cpu:1", "--batch-size", "8", "--epochs", "2"]
+    arch = '{"space": "fbnet", "blocks": %s, "width_mult": 0.25, "head": {"type": "amsoftmax"}}' \
+        % json.dumps(["k3_e1"] * 22)
+    res = run_test_py("--arch", arch, *args)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "validation top-1" in res.stdout
+    assert (out / "model-symbol.json").is_file() and (out / "model-0002.params").is_file()
+    hist = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in hist] == [0, 1] and all("val_acc" in h for h in hist)
+    bad = run_test_py("--arch", '{"space": "fbnet", "blocks": ["skip"]}', *args)
+    assert bad.returncode == 2 and "1 blocks given" in bad.stderr and "Traceback" not in bad.stderr
