@@ -143,14 +143,7 @@ def sample_theta(args):
 def describe(args):
     if args.num_classes is None:
         args.num_classes = 1000
-    arch = load_architecture(args.arch)
-    changes = {}
-    if args.preset:
-        changes["preset"] = args.preset
-    if args.width_mult is not None:
-        changes["width_mult"] = args.width_mult
-    if changes:
-        arch = arch.replace(**changes)
+    arch = load_architecture(args.arch).overridden(args.preset, args.width_mult)
     image_shape = parse_image_shape(args.image_shape) if args.image_shape else None
     if args.num_classes < 2:
         raise FBNetError("--num-classes must be at least 2")

@@ -104,22 +104,9 @@ def build_parser():
 def resolve_arch(args):
     """The --arch architecture, with any explicitly given preset/width/head flags applied."""
     from fbnet_symbol.architecture import load_architecture
-    arch = load_architecture(args.arch)
-    changes = {}
-    if args.preset_given:
-        changes["preset"] = args.preset
-    if args.width_mult is not None:
-        changes["width_mult"] = args.width_mult
-    head = arch.head.to_dict()
-    if args.model_type:
-        head = {"type": args.model_type}
-    for key, value in (("feature_dim", args.feature_dim), ("s", args.margin_s),
-                       ("m", args.margin_m)):
-        if value is not None:
-            head[key] = value
-    if head != arch.head.to_dict():
-        changes["head"] = head
-    return arch.replace(**changes) if changes else arch
+    return load_architecture(args.arch).overridden(
+        args.preset if args.preset_given else None, args.width_mult, args.model_type,
+        args.feature_dim, args.margin_s, args.margin_m)
 
 
 def main(argv=None):

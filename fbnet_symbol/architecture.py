@@ -105,6 +105,25 @@ class Architecture:
         arch.validate()
         return arch
 
+    def overridden(self, preset=None, width_mult=None, head_type=None, feature_dim=None,
+                   s=None, m=None):
+        """A copy with the settings a user gave explicitly (``None``: keep this one's).
+
+        A new head type starts from that head's defaults; the other head keys apply on top.
+        """
+        changes = {}
+        if preset is not None:
+            changes["preset"] = preset
+        if width_mult is not None:
+            changes["width_mult"] = width_mult
+        head = {"type": head_type} if head_type else self.head.to_dict()
+        for key, value in (("feature_dim", feature_dim), ("s", s), ("m", m)):
+            if value is not None:
+                head[key] = value
+        if head != self.head.to_dict():
+            changes["head"] = head
+        return self.replace(**changes) if changes else self
+
     # ------------------------------------------------------------ checks
     def layout(self, image_shape=None):
         return decode_space(self.space, self.preset, image_shape, self.width_mult,

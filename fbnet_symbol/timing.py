@@ -27,7 +27,7 @@ class TimingPolicy:
     max_repeats: int = 1000
     rel_tol: float = 0.02
     max_seconds: float = 3.0
-    min_seconds: float = 10.0  # per group: long enough to see the machine's fast state
+    min_seconds: float = 30.0  # per group: long enough to see the machine's fast state
 
     def to_dict(self):
         return asdict(self)

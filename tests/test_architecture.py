@@ -116,3 +116,13 @@ def test_child_network_trains_one_step(space, head):
     prob = mod.get_outputs()[0].asnumpy()
     assert prob.shape == (4, 4) and np.isfinite(prob).all()
     np.testing.assert_allclose(prob.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_overridden_applies_only_what_was_given():
+    a = FBNET_B.replace(head={"type": "arcface", "s": 32.0})
+    assert a.overridden() is a
+    b = a.overridden(preset="seed", width_mult=0.5, m=0.4)
+    assert (b.preset, b.width_mult, b.head.type, b.head.scale, b.head.margin) == \
+        ("seed", 0.5, "arcface", 32.0, 0.4)
+    c = a.overridden(head_type="amsoftmax")  # a new head starts from its own defaults
+    assert (c.head.type, c.head.scale, c.head.margin) == ("amsoftmax", 30.0, 0.3)
