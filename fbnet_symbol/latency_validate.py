@@ -132,7 +132,7 @@ def validate_table(table, ctx, num_archs=10, seed=0, policy=TimingPolicy(), prog
     with tqdm(total=len(items), desc="timing networks", unit="net", disable=not progress) as bar:
         timings = time_symbols(items, ctx, policy, progress=bar.update)
     now = sum(t.median_ms for t in timings[len(archs):])
-    then = sum(table.fixed[name]["raw_ms"] for name, _, _ in reference)
+    then = sum(table.fixed.get(name, {}).get("raw_ms", float("nan")) for name, _, _ in reference)
     rows = [{"name": a.name, "predicted_ms": table.predict(a, layout),
              "measured_ms": t.median_ms, "spread_ms": t.spread_ms, "blocks": " ".join(a.blocks)}
             for a, t in zip(archs, timings)]
