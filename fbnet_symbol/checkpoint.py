@@ -29,6 +29,17 @@ logger = logging.getLogger(__name__)
 FORMAT = "fbnet_symbol.checkpoint/1"
 
 
+def save_params(path, arg_params, aux_params):
+    """MXNet's ``.params`` layout (``arg:``/``aux:`` keys), written via a temp file + rename."""
+    import mxnet as mx
+    blob = {"arg:" + k: v for k, v in arg_params.items()}
+    blob.update({"aux:" + k: v for k, v in aux_params.items()})
+    tmp = path + ".tmp"
+    mx.nd.save(tmp, blob)
+    os.replace(tmp, path)
+    return path
+
+
 class Checkpoint:
     def __init__(self, params_path, meta):
         self.params_path = params_path
@@ -72,19 +83,13 @@ class CheckpointFolder:
 
     def save(self, number, symbol, arg_params, aux_params, states, meta):
         """Write checkpoint ``number``; ``states``: {optimizer name: bytes}."""
-        import mxnet as mx
-
         os.makedirs(self.folder, exist_ok=True)
         files = {}
         sym_path = self.prefix + "-symbol.json"
         atomic_write(sym_path, symbol.tojson())
         files[os.path.basename(sym_path)] = sha256_file(sym_path)
-        params_path = "%s-%04d.params" % (self.prefix, number)
-        tmp = params_path + ".tmp"
-        blob = {"arg:" + k: v for k, v in arg_params.items()}
-        blob.update({"aux:" + k: v for k, v in aux_params.items()})
-        mx.nd.save(tmp, blob)
-        os.replace(tmp, params_path)
+        params_path = save_params("%s-%04d.params" % (self.prefix, number), arg_params,
+                                  aux_params)
         files[os.path.basename(params_path)] = sha256_file(params_path)
         for name, data in states.items():
             path = "%s-%04d.%s.states" % (self.prefix, number, name)

@@ -8,12 +8,11 @@ sub-graph (as InsightFace ships), the classifier weights travelling in the same
 ``.params`` file.
 """
 import mxnet as mx
-import numpy as np
 
 from .architecture import load_architecture
 from .heads import CLASSIFIER, build_head
 from .network import DATA_NAME, LABEL_NAME, build_block, build_trunk, check_num_classes
-from .supernet import SAMPLE_WEIGHT
+from .supernet import SAMPLE_WEIGHT, padding_weights
 
 
 class ChildNet:
@@ -82,6 +81,5 @@ class ChildNet:
     def batch(self, data, label, noise, temperature, valid=None):
         n = data.shape[0]
         valid = n if valid is None else valid
-        weight = np.zeros((n,), dtype=np.float32)
-        weight[:valid] = float(n) / valid
-        return mx.io.DataBatch(data=[data, mx.nd.array(weight)], label=[label], pad=n - valid)
+        return mx.io.DataBatch(data=[data, mx.nd.array(padding_weights(n, valid))],
+                               label=[label], pad=n - valid)

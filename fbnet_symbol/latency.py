@@ -29,12 +29,12 @@ import time
 import mxnet as mx
 import numpy as np
 
+from .data import default_cache_dir
 from .errors import FBNetError
 from .fileio import atomic_write, atomic_write_json
 from .heads import HeadConfig, build_head
 from .network import (LABEL_NAME, build_block, build_embedding, space_module,
                       tail_channels)
-from .search_space import Layout, decode_space
 from .timing import TimingPolicy, overhead_symbol, time_symbols
 from .devices import device_name, runtime_info
 
@@ -220,23 +220,20 @@ def block_symbol(layout, layer, candidate, data=None):
     return x
 
 
-def fixed_symbols(layout, num_classes, head, feature_dim, data=None):
-    """(name, symbol, input shape without batch) of the parts outside the searchable layers,
-    each on its own input (``data``: a symbol to build the tail on instead)."""
-    module = space_module(layout.space.name)
-    last = layout.layers[-1]
-    stem = module.stem(mx.sym.Variable("data"), layout)
-    tail = module.tail(mx.sym.Variable("data"), layout)
-    features, dim = build_embedding(mx.sym.Variable("data"), tail_channels(layout), feature_dim)
-    _, plain = build_head(features, mx.sym.Variable(LABEL_NAME), num_classes, dim, head)
-    return [("stem", stem, tuple(layout.image_shape)),
-            ("tail", tail, last.out_shape),
-            ("head", plain, (tail_channels(layout),))]
-
-
 def _head_on(layout, x, num_classes, head, feature_dim):
+    """Embedding + classifier (plain logits) on the pooled features ``x``."""
     features, dim = build_embedding(x, tail_channels(layout), feature_dim)
     return build_head(features, mx.sym.Variable(LABEL_NAME), num_classes, dim, head)[1]
+
+
+def fixed_symbols(layout, num_classes, head, feature_dim):
+    """(name, symbol, input shape without batch) of the parts outside the searchable layers,
+    each on its own input."""
+    module = space_module(layout.space.name)
+    return [("stem", module.stem(mx.sym.Variable("data"), layout), tuple(layout.image_shape)),
+            ("tail", module.tail(mx.sym.Variable("data"), layout), layout.layers[-1].out_shape),
+            ("head", _head_on(layout, mx.sym.Variable("data"), num_classes, head, feature_dim),
+             (tail_channels(layout),))]
 
 
 def _shape_key(layout, layer, candidate):
@@ -353,16 +350,11 @@ def table_key(layout, batch_size, ctx):
 
 # ---------------------------------------------------------------- cache
 
-def cache_dir():
-    return os.environ.get("FBNET_SYMBOL_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "fbnet_symbol")
-
-
 def cached_table(layout, ctx, batch_size=1, policy=TimingPolicy(), progress=True):
     """A table for (space, preset, shape, batch, device, MXNet build): cached or measured."""
     key = table_key(layout, batch_size, ctx)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    path = os.path.join(cache_dir(), "lut", "%s-%s-%s-b%d-%s.json" % (
+    path = os.path.join(default_cache_dir(), "lut", "%s-%s-%s-b%d-%s.json" % (
         layout.space.name, layout.preset.name, "x".join(map(str, layout.image_shape)),
         batch_size, digest))
     if os.path.isfile(path):

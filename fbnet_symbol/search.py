@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from .architecture import Architecture, load_architecture  # noqa: E402
 from .child import ChildNet  # noqa: E402
-from .checkpoint import CheckpointFolder, find_checkpoint  # noqa: E402
+from .checkpoint import CheckpointFolder, find_checkpoint, save_params  # noqa: E402
 from .data import check_recordio, embedded_digits, record_iter  # noqa: E402
 from .devices import parse_devices  # noqa: E402
 from .errors import FBNetError  # noqa: E402
@@ -561,11 +561,7 @@ def export_deploy(net, arg_params, aux_params, prefix, epoch):
     sym = net.deploy_symbol()
     arg, aux = net.deploy_params(arg_params, aux_params)
     atomic_write(prefix + "-symbol.json", sym.tojson())
-    path = "%s-%04d.params" % (prefix, epoch)
-    blob = {"arg:" + k: v for k, v in arg.items()}
-    blob.update({"aux:" + k: v for k, v in aux.items()})
-    mx.nd.save(path + ".tmp", blob)
-    os.replace(path + ".tmp", path)
+    save_params("%s-%04d.params" % (prefix, epoch), arg, aux)
     return prefix
 
 

@@ -36,6 +36,14 @@ LOSS_FORMS = ("add", "mul")
 NOISE_MODES = ("batch", "sample")
 
 
+def padding_weights(n, valid):
+    """Per-row loss weights: ``n / valid`` for real rows, 0 for the fill of a last batch,
+    so the loss is the mean over the real rows whatever the padding."""
+    weight = np.zeros((n,), dtype=np.float32)
+    weight[:valid] = float(n) / valid
+    return weight
+
+
 class Supernet:
     """Builds the supernet symbol of one space; :class:`FBNet` and :class:`FBNet_SE` pick it.
 
@@ -179,11 +187,9 @@ class Supernet:
         """A DataBatch for one step. ``valid``: rows that are real (the rest is padding)."""
         n = data.shape[0]
         valid = n if valid is None else valid
-        weight = np.zeros((n,), dtype=np.float32)
-        weight[:valid] = float(n) / valid  # the mean over real rows, for any padding
         return mx.io.DataBatch(
             data=[data, mx.nd.array(noise), mx.nd.array([[temperature]]),
-                  mx.nd.array(self.lut_vector), mx.nd.array(weight)],
+                  mx.nd.array(self.lut_vector), mx.nd.array(padding_weights(n, valid))],
             label=[label], pad=n - valid)
 
     def noise_shape(self, batch_size):
@@ -197,11 +203,8 @@ class Supernet:
 
     def probabilities(self, theta):
         """P_theta per layer: softmax(theta_l) (no noise, temperature 1)."""
-        out = {}
-        for name, t in theta.items():
-            e = np.exp(t - t.max())
-            out[name] = e / e.sum()
-        return out
+        from .sampling import probabilities
+        return probabilities(theta)
 
     def expected_latency(self, theta):
         """E[LAT] under P_theta, in the table's ms."""
