@@ -56,7 +56,9 @@ def build_parser():
     d.add_argument("--theta-rec", help="theta split (.rec)")
     d.add_argument("--val-rec", help="held-out split: top-1 of the supernet each epoch")
     d.add_argument("--rand-mirror", action="store_true", help="random horizontal flips")
-    d.add_argument("--kv-store", default="local", help="local or device")
+    d.add_argument("--kv-store", default="local",
+                   help="local or device (one machine); dist_sync: several machines, started "
+                        "with launch.py (--batch-size is then per worker)")
     s = p.add_argument_group("search")
     s.add_argument("--epochs", type=int, help="default 90 (%d on the embedded data; with "
                    "--arch %d)" % (EMBEDDED_EPOCHS, EMBEDDED_TRAIN_EPOCHS))
@@ -117,7 +119,9 @@ def main(argv=None):
     from fbnet_symbol.search_space import parse_image_shape
     from fbnet_symbol.util import setup_logging
 
-    setup_logging(os.path.join(args.save_model_path, "search.log"))
+    # under launch.py, rank 0 (known only once the kvstore is up) adds the log file itself
+    setup_logging(None if os.environ.get("DMLC_ROLE") else
+                  os.path.join(args.save_model_path, "search.log"))
     embedded = not args.train_rec and not args.theta_rec
     arch = resolve_arch(args) if args.arch else None
     epochs = args.epochs if args.epochs is not None else (
@@ -145,6 +149,10 @@ def main(argv=None):
         progress=not args.no_progress)
     logger.info("arguments: %s", vars(args))
     summary = SearchRun(cfg).run()
+    if summary["rank"] != 0:
+        print("worker %d of %d finished; worker 0 wrote the results" % (
+            summary["rank"], summary["num_workers"]))
+        return 0
     if arch is not None:
         print("training finished: %d epochs, train top-1 %.3f%s" % (
             summary["epoch"], summary["train_acc"] or float("nan"),

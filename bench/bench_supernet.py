@@ -37,6 +37,7 @@ def main(argv=None):
     import mxnet as mx
     import numpy as np
     from fbnet_symbol.devices import parse_devices
+    from fbnet_symbol.distributed import create_kvstore
     from fbnet_symbol.latency import LatencyTable
     from fbnet_symbol.search import bind_search_modules
     from fbnet_symbol.search_space import decode_space, parse_image_shape
@@ -48,7 +49,8 @@ def main(argv=None):
     net = supernet_class(args.space)(10, table, args.preset, shape, args.width_mult)
     contexts = parse_devices(args.gpu, notice=False)
     rss_before = peak_rss_mib()
-    master, weight_mod, theta_mod = bind_search_modules(net, contexts, args.batch_size)
+    kv = create_kvstore("local", len(contexts))  # what a search on these devices uses
+    master, weight_mod, theta_mod = bind_search_modules(net, contexts, args.batch_size, kv)
     rng = np.random.RandomState(0)
     batch = net.batch(mx.nd.array(rng.uniform(-1, 1, (args.batch_size,) + shape)),
                       mx.nd.array(rng.randint(0, 10, args.batch_size)),

@@ -17,6 +17,7 @@ Everything random is a pure function of (seed, epoch, step): the data order of a
 (:func:`~fbnet_symbol.util.step_rng`). So a run killed at any moment and resumed from
 its last checkpoint retraces the uninterrupted run.
 """
+import hashlib
 import json
 import logging
 import math
@@ -35,15 +36,17 @@ from .child import ChildNet  # noqa: E402
 from .checkpoint import CheckpointFolder, find_checkpoint, save_params  # noqa: E402
 from .data import check_recordio, embedded_digits, record_iter  # noqa: E402
 from .devices import parse_devices  # noqa: E402
+from .distributed import (Collective, HandReducedModule, check_kvstore_type,  # noqa: E402
+                          create_kvstore, rank_and_size)
 from .errors import FBNetError  # noqa: E402
 from .fileio import atomic_write, atomic_write_json  # noqa: E402
 from .heads import HeadConfig  # noqa: E402
-from .latency import cached_table, load_table  # noqa: E402
+from .latency import LatencyTable, cached_table, load_table  # noqa: E402
 from .network import LABEL_NAME  # noqa: E402
 from .search_space import decode_space, parse_image_shape  # noqa: E402
 from .supernet import THETA_PREFIX, supernet_class  # noqa: E402
 from .util import (CosineDecayScheduler_Grad, CosineScheduler, StepScheduler,  # noqa: E402
-                   gumbel_noise, step_rng)
+                   add_log_file, gumbel_noise, step_rng)
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +123,21 @@ class StopRequested(Exception):
     """Raised by the test hook ``stop_after_steps`` to simulate a killed run."""
 
 
+def _exactly(batches, count):
+    """``(batch, valid rows)`` exactly ``count`` times: every worker must take part in every
+    step of a dist_sync run although the shards MXNet cuts by bytes differ by a few images.
+    A shard that ends early adds steps with no valid row (zero gradient); one that is
+    longer loses its last images this epoch (the shuffle differs each epoch)."""
+    last = None
+    for batch in batches:
+        if count == 0:
+            return
+        yield batch, batch.data[0].shape[0] - batch.pad
+        last, count = batch, count - 1
+    for _ in range(count):
+        yield last, 0
+
+
 def _derived_seed(*parts):
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] % (2 ** 31))
 
@@ -132,6 +150,18 @@ class SearchRun:
         self.out = os.path.abspath(cfg.save_model_path)
         self.contexts = parse_devices(cfg.gpu)
         self._check_settings()
+        # one kvstore per process, created before anything that must agree across workers
+        self.kv = create_kvstore(cfg.kv_store, len(self.contexts))
+        self.cluster = Collective(self.kv)
+        self.rank, self.num_workers = self.cluster.rank, self.cluster.size
+        self.writer = self.rank == 0  # only rank 0 writes files of record
+        if self.cluster.distributed:
+            if self.writer:  # the other workers log to their console only
+                add_log_file(os.path.join(self.out, "search.log"))
+            else:
+                cfg.progress = False
+            logger.info("worker %d of %d (kvstore %s)", self.rank, self.num_workers,
+                        cfg.kv_store)
         self.fixed = cfg.arch is not None
         if self.fixed:  # the architecture decides space, preset, width and head
             self.arch = load_architecture(cfg.arch)
@@ -165,11 +195,7 @@ class SearchRun:
         if cfg.batch_size < 1 or cfg.batch_size % n:
             raise FBNetError("--batch-size %d is not divisible by the %d devices of --gpu %s; "
                              "use a multiple of %d" % (cfg.batch_size, n, cfg.gpu, n))
-        if cfg.kv_store.startswith("dist"):
-            raise FBNetError("--kv-store %s (several machines) is not available yet; use "
-                             "local or device" % cfg.kv_store)
-        if cfg.kv_store not in ("local", "device"):
-            raise FBNetError("unknown --kv-store %r; use local or device" % cfg.kv_store)
+        check_kvstore_type(cfg.kv_store)
         if cfg.epochs < 1 or cfg.warmup_epochs < 0:
             raise FBNetError("--epochs must be >= 1 and --warmup-epochs >= 0")
         if cfg.arch is None and cfg.warmup_epochs >= cfg.epochs:
@@ -205,14 +231,35 @@ class SearchRun:
         if self.num_classes < 2:
             raise FBNetError("%s has a single class; a classifier needs at least two"
                              % self.train_rec)
+        step = self.num_workers * cfg.batch_size
+        for flag, info in (("--train-rec", self.train_info), ("--theta-rec", self.theta_info)):
+            if self.num_workers > 1 and info.num_records < step:
+                raise FBNetError("%s %s has %d images, fewer than one step of %d workers x "
+                                 "--batch-size %d; use a smaller --batch-size"
+                                 % (flag, info.rec, info.num_records, self.num_workers,
+                                    cfg.batch_size))
 
     def _latency_table(self):
+        """The table of rank 0 (read, cached or measured there), on every worker."""
         cfg = self.cfg
-        if cfg.lut:
-            table = load_table(cfg.lut).check(self.layout, cfg.lut_batch_size)
-            return table, cfg.lut
-        return cached_table(self.layout, self.contexts[0], cfg.lut_batch_size,
-                            progress=cfg.progress)
+        if self.writer:
+            if cfg.lut:
+                table, path = load_table(cfg.lut).check(self.layout, cfg.lut_batch_size), cfg.lut
+            else:
+                table, path = cached_table(self.layout, self.contexts[0], cfg.lut_batch_size,
+                                           progress=cfg.progress)
+        if not self.cluster.distributed:
+            return table, path
+        shape = [len(l.candidates) for l in self.layout.layers]
+        flat = np.concatenate([np.asarray(r, dtype=np.float32) for r in table.values]) \
+            if self.writer else np.zeros(sum(shape), np.float32)
+        flat = self.cluster.broadcast(flat, "lut")
+        if self.writer:
+            return table, path
+        rows = np.split(flat, np.cumsum(shape)[:-1])
+        logger.info("using the latency table of worker 0")
+        return LatencyTable(rows, [l.candidates for l in self.layout.layers],
+                            source="worker 0's table"), "worker 0's table"
 
     def _scheduler(self, batches_per_epoch):
         cfg = self.cfg
@@ -236,13 +283,18 @@ class SearchRun:
 
     def _bind(self):
         cfg = self.cfg
-        batches = math.ceil(self.train_info.num_records / cfg.batch_size)
+        batches = self.steps_per_stage(self.train_info)
         self.master, self.weight_mod, self.theta_mod = bind_search_modules(
-            self.net, self.contexts, cfg.batch_size, cfg.kv_store, cfg.seed,
+            self.net, self.contexts, cfg.batch_size, self.kv, cfg.seed,
             weight_optimizer={"learning_rate": cfg.lr, "momentum": cfg.momentum, "wd": cfg.wd,
                               "lr_scheduler": self._scheduler(batches)},
             theta_optimizer={"learning_rate": cfg.theta_lr, "wd": cfg.theta_wd},
             freeze_bn=cfg.freeze_bn)
+
+    def steps_per_stage(self, info):
+        """Steps of one pass over a split: the same on every worker (a dist_sync step
+        needs all of them), each worker taking ``--batch-size`` images of its shard."""
+        return math.ceil(info.num_records / (self.cfg.batch_size * self.num_workers))
 
     # ------------------------------------------------------------ parameters
     def params(self):
@@ -258,13 +310,21 @@ class SearchRun:
         return self.cfg.temperature * self.cfg.temperature_decay ** epoch
 
     # ------------------------------------------------------------ checkpoints
-    def _save(self):
+    def _save(self, average=True):
+        """A checkpoint of the current position (rank 0 writes; every worker calls it, as
+        BN statistics are first averaged over workers unless ``average`` is False)."""
+        if self.cluster.distributed:
+            if average:
+                self._average_batchnorm_statistics()
+            if not self.writer:
+                return
         arg, aux = self.params()
         epoch, stage, batch = self.position
         meta = {"epoch": epoch, "stage": stage, "batch": batch,
                 "global_step": self.global_step, "temperature": self.temperature(epoch),
                 "num_classes": self.num_classes, "history": self.history,
-                "config": self.cfg.to_dict(), "theta_names": self.net.theta_names}
+                "config": self.cfg.to_dict(), "theta_names": self.net.theta_names,
+                "num_workers": self.num_workers}
         if self.fixed:
             meta["arch"] = self.arch.to_dict()
         states = {"weight": self.weight_mod._updater.get_states(dump_optimizer=True)}
@@ -304,6 +364,40 @@ class SearchRun:
         logger.info("resumed from %s: epoch %d, %s stage, batch %d (step %d)",
                     ckpt.params_path, *self.position, self.global_step)
 
+    def _average_batchnorm_statistics(self):
+        """Every worker's BN moving statistics replaced by their mean over workers (the
+        dist counterpart of Module averaging them over devices), so rank 0's checkpoint
+        speaks for all the data and a resumed run continues from the same numbers."""
+        group = self.master._exec_group
+        if not group.aux_arrays:
+            return
+        mine = np.concatenate([sum(a.asnumpy() for a in devs).ravel() / len(devs)
+                               for devs in group.aux_arrays])
+        mean = self.cluster.allreduce(mine, "batchnorm_statistics") / self.num_workers
+        start = 0
+        for devs in group.aux_arrays:
+            size = devs[0].size
+            value = mx.nd.array(mean[start:start + size].reshape(devs[0].shape))
+            for a in devs:
+                value.copyto(a)
+            start += size
+
+    def _check_workers_agree(self, when):
+        """Stop every worker unless all hold the same settings, step and parameters."""
+        if not self.cluster.distributed:
+            return
+        settings = json.dumps({k: self.cfg.to_dict()[k] for k in RESUME_KEYS + ("epochs",)},
+                              sort_keys=True).encode()
+        self.cluster.check_agreement(
+            np.frombuffer(hashlib.sha256(settings).digest()[:6], np.uint8), "their settings")
+        epoch, stage, batch = self.position
+        self.cluster.check_agreement([self.global_step % (1 << 24), epoch,
+                                      STAGES.index(stage), batch], "the position in the run")
+        arg = self.params()[0]
+        self.cluster.check_agreement(
+            np.concatenate([arg[n].asnumpy().ravel() for n in sorted(arg)]),
+            "theta and weights " + when, key="parameters")
+
     def _check_resumable(self, ckpt):
         """Refuse a checkpoint written with settings that shape the run differently."""
         old = ckpt.meta.get("config", {})
@@ -315,6 +409,11 @@ class SearchRun:
                 tuple(self.arch.blocks):
             raise FBNetError("checkpoint %s trained another architecture; resume with the same "
                              "--arch or use another --save-model-path" % ckpt.params_path)
+        workers = ckpt.meta.get("num_workers", 1)
+        if workers != self.num_workers:
+            raise FBNetError("checkpoint %s was written by a run of %d worker(s), this one has "
+                             "%d; resume with the same number of workers (launch.py -n %d)"
+                             % (ckpt.params_path, workers, self.num_workers, workers))
         for key in RESUME_KEYS:
             if key in old and old[key] != new[key]:
                 raise FBNetError("checkpoint %s was written with %s=%s but this run has %s=%s; "
@@ -326,18 +425,21 @@ class SearchRun:
     def run(self, stop_after_steps=None):
         """Search; returns a summary dict. ``stop_after_steps`` simulates a kill (tests)."""
         cfg = self.cfg
-        os.makedirs(self.out, exist_ok=True)
-        settings = self.cfg.to_dict()
-        settings.update(image_shape=list(self.image_shape), num_classes=self.num_classes,
-                        train_rec=self.train_rec, theta_rec=self.theta_rec, val_rec=self.val_rec)
-        atomic_write_json(os.path.join(self.out, "args.json"), settings)
-        if self.table is not None:
-            self.table.save(os.path.join(self.out, "lut.txt"))
-        else:
-            atomic_write(os.path.join(self.out, "arch.json"), self.arch.to_json())
+        if self.writer:
+            os.makedirs(self.out, exist_ok=True)
+            settings = self.cfg.to_dict()
+            settings.update(image_shape=list(self.image_shape), num_classes=self.num_classes,
+                            train_rec=self.train_rec, theta_rec=self.theta_rec,
+                            val_rec=self.val_rec, num_workers=self.num_workers)
+            atomic_write_json(os.path.join(self.out, "args.json"), settings)
+            if self.table is not None:
+                self.table.save(os.path.join(self.out, "lut.txt"))
+            else:
+                atomic_write(os.path.join(self.out, "arch.json"), self.arch.to_json())
         self._bind()
         if cfg.load_model_path:
             self._resume(cfg.load_model_path)
+        self._check_workers_agree("at the start")
         self._stop_at = None if stop_after_steps is None else self.global_step + stop_after_steps
         logger.info("%s %s/%s at %s on %s: %d classes, batch %d, %d epochs (%d warm-up), "
                     "%d weight / %d theta images",
@@ -367,19 +469,18 @@ class SearchRun:
         mod = self.weight_mod if stage == "weight" else self.theta_mod
         it = record_iter(info.rec, self.image_shape, cfg.batch_size, shuffle=True,
                          seed=_derived_seed(cfg.seed, epoch, 0 if stage == "weight" else 1),
-                         rand_mirror=cfg.rand_mirror and stage == "weight")
-        total = math.ceil(info.num_records / cfg.batch_size)
+                         rand_mirror=cfg.rand_mirror and stage == "weight",
+                         num_parts=self.num_workers, part_index=self.rank)
+        total = self.steps_per_stage(info)
         temperature = self.temperature(epoch)
         sums = {"ce": 0.0, "correct": 0, "latency": 0.0, "n": 0}
         bar = tqdm(total=total, initial=start_batch, disable=not cfg.progress, leave=False,
                    desc="epoch %d/%d %s" % (epoch + 1, cfg.epochs, stage), unit="batch")
         tick, tick_samples = time.time(), 0
-        for b, batch in enumerate(it):
+        for b, (batch, valid) in enumerate(_exactly(it, total)):
             if b < start_batch:
                 continue  # already trained before the checkpoint we resumed from
-            valid = cfg.batch_size - batch.pad
-            noise = gumbel_noise(step_rng(cfg.seed, self.global_step),
-                                 self.net.noise_shape(cfg.batch_size))
+            noise = self._noise()
             mod.forward_backward(self.net.batch(batch.data[0], batch.label[0], noise,
                                                 temperature, valid))
             logits, ce, lat = [o.asnumpy()[:valid] for o in mod.get_outputs()[1:4]]
@@ -420,11 +521,29 @@ class SearchRun:
                 bar.close()
                 raise StopRequested(self.global_step)
         bar.close()
+        if self.cluster.distributed:  # the logs of record speak for every worker's images
+            keys = sorted(sums)
+            sums = dict(zip(keys, self.cluster.allreduce([sums[k] for k in keys],
+                                                         "stage_sums").tolist()))
         n = max(sums["n"], 1)
         return {"%s_ce" % stage: sums["ce"] / n, "%s_acc" % stage: sums["correct"] / n,
                 "%s_latency_ms" % stage: sums["latency"] / n}
 
+    def _noise(self):
+        """This step's Gumbel noise: drawn for the whole step of all workers (the same on
+        each), this worker keeping its own rows when there is one draw per sample."""
+        batch = self.cfg.batch_size
+        noise = gumbel_noise(step_rng(self.cfg.seed, self.global_step),
+                             self.net.noise_shape(batch * self.num_workers))
+        if noise.shape[0] == 1:
+            return noise
+        return noise[self.rank * batch:(self.rank + 1) * batch]
+
     def _end_epoch(self, epoch, record):
+        self.position = (epoch + 1, "weight", 0)
+        if self.cluster.distributed:
+            self._average_batchnorm_statistics()
+            self._check_workers_agree("after epoch %d" % epoch)
         if self.fixed:
             return self._end_fixed_epoch(epoch, record)
         theta = self.theta()
@@ -435,9 +554,11 @@ class SearchRun:
                                                 for i, b in enumerate(blocks)),
                        "lr": float(self.weight_mod._updater.optimizer._get_lr(0)),
                        "blocks": blocks, "global_step": self.global_step})
-        if self.val_info is not None:
+        if self.val_info is not None and self.writer:
             record["val_acc"] = self.evaluate(self.val_info.rec, self.temperature(epoch))
         self.history = [h for h in self.history if h["epoch"] != epoch] + [record]
+        if not self.writer:
+            return self._save(average=False)
         write_theta(os.path.join(self.out, "theta-result", "epoch_%d_theta.txt" % epoch),
                     self.net, theta)
         arch = self.architecture(blocks)
@@ -451,15 +572,16 @@ class SearchRun:
                     record["argmax_latency_ms"],
                     ", theta CE %.4f" % record["theta_ce"] if "theta_ce" in record else "",
                     ", val acc %.4f" % record["val_acc"] if "val_acc" in record else "")
-        self.position = (epoch + 1, "weight", 0)
-        self._save()
+        self._save(average=False)
 
     def _end_fixed_epoch(self, epoch, record):
         record.update({"lr": float(self.weight_mod._updater.optimizer._get_lr(0)),
                        "global_step": self.global_step})
-        if self.val_info is not None:
+        if self.val_info is not None and self.writer:
             record["val_acc"] = self.evaluate(self.val_info.rec, 1.0)
         self.history = [h for h in self.history if h["epoch"] != epoch] + [record]
+        if not self.writer:
+            return self._save(average=False)
         atomic_write_json(os.path.join(self.out, "history.json"), self.history)
         self.deploy_prefix = export_deploy(self.net, *self.params(),
                                            os.path.join(self.out, "model"), epoch + 1)
@@ -467,8 +589,7 @@ class SearchRun:
                     record.get("weight_ce", float("nan")), record.get("weight_acc", float("nan")),
                     ", val top-1 %.4f" % record["val_acc"] if "val_acc" in record else "",
                     self.deploy_prefix, epoch + 1)
-        self.position = (epoch + 1, "weight", 0)
-        self._save()
+        self._save(average=False)
 
     def architecture(self, blocks):
         cfg = self.cfg
@@ -509,27 +630,29 @@ class SearchRun:
 
     def _finish(self):
         last = self.history[-1] if self.history else {}
+        common = {"save_model_path": self.out, "checkpoint": self.last_checkpoint,
+                  "arch": os.path.join(self.out, "arch.json"), "val_acc": last.get("val_acc"),
+                  "rank": self.rank, "num_workers": self.num_workers}
         if self.fixed:
-            return {"save_model_path": self.out, "deploy_prefix": getattr(self, "deploy_prefix", None),
-                    "epoch": len(self.history), "checkpoint": self.last_checkpoint,
-                    "val_acc": last.get("val_acc"), "train_acc": last.get("weight_acc"),
-                    "arch": os.path.join(self.out, "arch.json")}
-        summary = {"save_model_path": self.out, "arch": os.path.join(self.out, "arch.json"),
-                   "theta": os.path.join(self.out, "theta-result"),
-                   "checkpoint": self.last_checkpoint, "epochs": len(self.history),
-                   "expected_latency_ms": last.get("expected_latency_ms"),
-                   "blocks": last.get("blocks"), "val_acc": last.get("val_acc")}
-        return summary
+            return dict(common, deploy_prefix=getattr(self, "deploy_prefix", None),
+                        epoch=len(self.history), train_acc=last.get("weight_acc"))
+        return dict(common, theta=os.path.join(self.out, "theta-result"),
+                    epochs=len(self.history), blocks=last.get("blocks"),
+                    expected_latency_ms=last.get("expected_latency_ms"))
 
 
-def bind_search_modules(net, contexts, batch_size, kv_store="local", seed=0,
+def bind_search_modules(net, contexts, batch_size, kv=None, seed=0,
                         weight_optimizer=None, theta_optimizer=None, freeze_bn=False):
     """The master Module and the weight (SGD) and theta (Adam) Modules sharing its memory.
 
     Returns ``(master, weight_mod, theta_mod)`` with parameters initialised (Xavier for
     weights, the variables' own initialisers for theta and offsets) and both optimizers
     created — before any step, since a late ``init_optimizer`` can push stale parameters.
+    ``kv`` (see :func:`~fbnet_symbol.distributed.create_kvstore`) is owned by the weight
+    Module; theta gradients are summed through it by hand. ``batch_size`` is per worker;
+    gradients are averaged over all workers' samples.
     """
+    total_batch = batch_size * rank_and_size(kv)[1]
     sym = freeze_batchnorm(net.symbol) if freeze_bn else net.symbol
     names = dict(data_names=net.input_names, label_names=[LABEL_NAME], context=contexts)
     descs = (net.input_descs(batch_size), net.label_descs(batch_size))
@@ -542,16 +665,16 @@ def bind_search_modules(net, contexts, batch_size, kv_store="local", seed=0,
     weights = [n for n in master._param_names if n not in theta]
     weight_mod = mx.mod.Module(sym, fixed_param_names=sorted(theta), **names)
     weight_mod.bind(*descs, shared_module=master)
-    weight_mod.init_optimizer(kvstore=kv_store, optimizer="sgd", optimizer_params=dict(
+    weight_mod.init_optimizer(kvstore=kv, optimizer="sgd", optimizer_params=dict(
         {"learning_rate": 0.05, "momentum": 0.9, "wd": 1e-4}, **(weight_optimizer or {}),
-        rescale_grad=1.0 / batch_size))
+        rescale_grad=1.0 / total_batch))
     theta_mod = None
     if theta:  # a fixed architecture has none
-        theta_mod = mx.mod.Module(sym, fixed_param_names=weights, **names)
+        theta_mod = HandReducedModule(sym, fixed_param_names=weights, reducer=kv, **names)
         theta_mod.bind(*descs, shared_module=master)
-        theta_mod.init_optimizer(kvstore=kv_store, optimizer="adam", optimizer_params=dict(
+        theta_mod.init_optimizer(kvstore=None, optimizer="adam", optimizer_params=dict(
             {"learning_rate": 0.01, "wd": 5e-4}, **(theta_optimizer or {}),
-            rescale_grad=1.0 / batch_size))
+            rescale_grad=1.0 / total_batch))
     return master, weight_mod, theta_mod
 
 

@@ -116,7 +116,12 @@ def setup_logging(log_file=None, level=logging.INFO):
     console.setFormatter(fmt)
     root.addHandler(console)
     if log_file:
-        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        fh = logging.FileHandler(log_file, mode="a", encoding="utf-8")
-        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        root.addHandler(fh)
+        add_log_file(log_file)
+
+
+def add_log_file(log_file):
+    """Also append every log record to ``log_file`` (its folder is created)."""
+    os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+    fh = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(fh)

@@ -107,7 +107,8 @@ def test_damaged_checkpoint_is_skipped(tiny_data, tmp_path, caplog):
     ({"train_rec": "/nonexistent/train.rec"}, "--train-rec file /nonexistent/train.rec does not exist"),
     ({"theta_rec": None}, "give both --train-rec"),
     ({"preset": "paper"}, "measured for preset=seed but this run uses preset=paper"),
-    ({"kv_store": "dist_sync"}, "not available yet"),
+    ({"kv_store": "dist_sync"}, "DMLC_ROLE"),
+    ({"kv_store": "dist_async"}, "use dist_sync"),
 ])
 def test_bad_settings_give_one_line(tiny_data, tmp_path, change, fragment):
     with pytest.raises(FBNetError) as err:

@@ -1,0 +1,23 @@
+"""A search run through the library (not a test module): ``python tests/dist_search.py
+CONFIG_JSON OUT_DIR`` runs ``SearchRun(SearchConfig(**config))`` and saves this process's
+parameters as ``OUT_DIR/params-rank<R>.npz``, so a test can compare what every worker of a
+distributed run holds with a single-process run."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from fbnet_symbol.search import SearchConfig, SearchRun  # noqa: E402
+from fbnet_symbol.util import setup_logging  # noqa: E402
+
+if __name__ == "__main__":
+    setup_logging()
+    run = SearchRun(SearchConfig(**json.loads(sys.argv[1])))
+    run.run()
+    arg, _ = run.params()
+    os.makedirs(sys.argv[2], exist_ok=True)
+    np.savez(os.path.join(sys.argv[2], "params-rank%d.npz" % run.rank),
+             **{name: value.asnumpy() for name, value in arg.items()})
