@@ -280,13 +280,12 @@ class Cluster:
 def build_parser():
     p = ArgumentParser(
         description="Run COMMAND on every worker of an MXNet parameter-server cluster "
-                    "(scheduler, servers and workers started with the DMLC_* variables).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "(scheduler, servers and workers started with the DMLC_* variables).")
     p.add_argument("-n", "--num-workers", type=int, required=True, help="workers")
     p.add_argument("-s", "--num-servers", type=int, help="servers (default: as many as workers)")
     p.add_argument("--launcher", choices=["local", "ssh"], default="local",
-                   help="local: every process on this machine (loopback); ssh: servers and "
-                        "workers on the hosts of -H, the scheduler here")
+                   help="local (default): every process on this machine (loopback); ssh: "
+                        "servers and workers on the hosts of -H, the scheduler here")
     p.add_argument("-H", "--hostfile", help="for ssh: one host (or user@host) per line; "
                                             "servers then workers are placed round-robin")
     p.add_argument("--port", type=int, help="scheduler port (default: a free one)")
@@ -295,13 +294,14 @@ def build_parser():
                                             "the route to the first host)")
     p.add_argument("--python", help="Python that runs scheduler and servers (default: this "
                                      "one; for ssh it must exist at that path on every host)")
-    p.add_argument("--ssh-command", default="ssh", help="ssh client to use")
+    p.add_argument("--ssh-command", default="ssh", help="ssh client to use (default: ssh)")
     p.add_argument("--start-timeout", type=int, default=120,
-                   help="seconds for every process to join the scheduler")
+                   help="seconds for every process to join the scheduler (default: 120)")
     p.add_argument("--timeout", type=int, default=0,
-                   help="seconds for the whole run (0: no limit)")
+                   help="seconds for the whole run (default 0: no limit)")
     p.add_argument("--grace", type=int, default=30,
-                   help="seconds scheduler and servers get to exit after the workers")
+                   help="seconds scheduler and servers get to exit after the workers "
+                        "(default: 30)")
     p.add_argument("command", nargs=argparse.REMAINDER,
                    help="what every worker runs, e.g. python test.py --kv-store dist_sync")
     return p

@@ -391,6 +391,9 @@ class SearchRun:
         self.cluster.check_agreement(
             np.frombuffer(hashlib.sha256(settings).digest()[:6], np.uint8), "their settings")
         epoch, stage, batch = self.position
+        self.cluster.check_agreement(
+            [self.train_info.num_records, self.theta_info.num_records, self.num_classes],
+            "the size of their data files")
         self.cluster.check_agreement([self.global_step % (1 << 24), epoch,
                                       STAGES.index(stage), batch], "the position in the run")
         arg = self.params()[0]

@@ -10,14 +10,21 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from fbnet_symbol.cli import run  # noqa: E402
 from fbnet_symbol.search import SearchConfig, SearchRun  # noqa: E402
 from fbnet_symbol.util import setup_logging  # noqa: E402
 
-if __name__ == "__main__":
+
+def main(argv):
     setup_logging()
-    run = SearchRun(SearchConfig(**json.loads(sys.argv[1])))
-    run.run()
-    arg, _ = run.params()
-    os.makedirs(sys.argv[2], exist_ok=True)
-    np.savez(os.path.join(sys.argv[2], "params-rank%d.npz" % run.rank),
+    search = SearchRun(SearchConfig(**json.loads(argv[0])))
+    search.run()
+    arg, _ = search.params()
+    os.makedirs(argv[1], exist_ok=True)
+    np.savez(os.path.join(argv[1], "params-rank%d.npz" % search.rank),
              **{name: value.asnumpy() for name, value in arg.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, sys.argv[1:])

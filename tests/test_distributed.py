@@ -258,3 +258,16 @@ def test_dist_kvstore_without_launcher_is_refused(dist_data, tmp_path):
     from fbnet_symbol.errors import FBNetError
     with pytest.raises(FBNetError, match="launch.py -n 2 -s 1"):
         SearchRun(SearchConfig(**dict(search_config(dist_data, tmp_path), image_shape=None)))
+
+
+def test_workers_started_differently_stop_together_with_one_error(dist_data, tmp_path):
+    """The first worker to start uses seed 1, the other seed 2: different initial weights.
+    Both must stop with the same error (none may hang waiting for the other)."""
+    marker = tmp_path / "first"
+    configs = [json.dumps(search_config(dist_data, tmp_path / "m", seed=s)) for s in (1, 2)]
+    script = ("if [ -e {m} ]; then c='{c2}'; else touch {m}; c='{c1}'; fi; "
+              "exec {py} tests/dist_search.py \"$c\" {out}").format(
+        m=marker, c1=configs[0], c2=configs[1], py=PY, out=tmp_path / "params")
+    launch = Launch("-n", "2", "-s", "1", "sh", "-c", script)
+    assert launch.wait(timeout=300) == 2, launch.text[-3000:]
+    assert "the 2 workers disagree on their settings" in launch.text
