@@ -314,9 +314,16 @@ def embedded_digits(cache_dir=None, size=DIGITS_SIZE):
                          labels[members])
         with open(os.path.join(tmp, "complete.json"), "w") as f:
             json.dump({k: len(v) for k, v in split.items()}, f)
-        if os.path.isdir(folder):
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        if os.path.isdir(folder) and not os.path.isfile(marker):
+            shutil.rmtree(folder, ignore_errors=True)  # a leftover without its marker
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            # another process (e.g. a second worker on this machine) got there first: the
+            # contents are the same, keep its folder untouched while it may be read
+            if not os.path.isfile(marker):
+                raise
+            return paths
     finally:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp)
