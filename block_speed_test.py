@@ -128,6 +128,10 @@ def validate(args, policy):
     print("device speed now / when the table was measured (its fixed parts): %.2f; "
           "median |error| at the current speed: %.1f%%" % (
               summary["device_speed_ratio"], summary["median_abs_error_pct_at_current_speed"]))
+    if len(summary["group_speed_factors"]) > 1:
+        print("timed in %d groups; scaled to the fastest group's speed by %s (a reference "
+              "graph timed in every group)" % (len(summary["group_speed_factors"]), ", ".join(
+                  "%.3f" % f for f in summary["group_speed_factors"])))
     print("wrote %s and %s" % (csv_path, png_path))
     return 0
 

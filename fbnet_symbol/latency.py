@@ -302,8 +302,11 @@ def measure_table(layout, ctx, batch_size=1, num_classes=1000, head=None, featur
         add(("fixed", name), sym, shape)
     add("head_chain", _head_on(layout, module.tail(mx.sym.Variable("data"), layout),
                                num_classes, head, feature_dim), last.out_shape)
+    anchor = items[index[("fixed", "tail")]]  # timed in every group if there are several
+    factors = []
     with tqdm(total=len(items), desc="timing blocks", unit="graph", disable=not progress) as bar:
-        results = time_symbols(items, ctx, policy, progress=bar.update)
+        results = time_symbols(items, ctx, policy, progress=bar.update, anchor=anchor,
+                               factors=factors)
     t = {key: results[i] for key, i in index.items()}
     call = t["call"].median_ms
 
@@ -333,6 +336,7 @@ def measure_table(layout, ctx, batch_size=1, num_classes=1000, head=None, featur
         "num_classes": num_classes, "head": head.to_dict(), "feature_dim": feature_dim,
         "timing": policy.to_dict(), "overhead_ms": call,
         "unique_measurements": len(entries), "graphs_timed": len(items),
+        "group_speed_factors": factors,
         "seconds": round(time.time() - started, 1),
         "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })

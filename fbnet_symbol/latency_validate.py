@@ -129,8 +129,11 @@ def validate_table(table, ctx, num_archs=10, seed=0, policy=TimingPolicy(), prog
     reference = fixed_symbols(layout, num_classes, HeadConfig(**table.meta.get("head", {})),
                               table.meta.get("feature_dim", 0))
     items += [(sym, (batch,) + tuple(shape)) for _, sym, shape in reference]
+    anchor = dict((name, (sym, (batch,) + tuple(shape))) for name, sym, shape in reference)["tail"]
+    factors = []
     with tqdm(total=len(items), desc="timing networks", unit="net", disable=not progress) as bar:
-        timings = time_symbols(items, ctx, policy, progress=bar.update)
+        timings = time_symbols(items, ctx, policy, progress=bar.update, anchor=anchor,
+                               factors=factors)
     now = sum(t.median_ms for t in timings[len(archs):])
     then = sum(table.fixed.get(name, {}).get("raw_ms", float("nan")) for name, _, _ in reference)
     rows = [{"name": a.name, "predicted_ms": table.predict(a, layout),
@@ -145,6 +148,7 @@ def validate_table(table, ctx, num_archs=10, seed=0, policy=TimingPolicy(), prog
     summary["median_abs_error_pct_at_current_speed"] = error_stats(
         [r["predicted_ms"] * now / then for r in rows],
         [r["measured_ms"] for r in rows])["median_abs_error_pct"]
+    summary["group_speed_factors"] = factors
     summary["num_networks"] = len(rows)
     summary["networks"] = rows
     return summary

@@ -114,31 +114,55 @@ def activation_bytes(sym, data_shape):
     return 4 * sum(int(np.prod(s)) for s in list(args) + list(outs) + list(aux or []))
 
 
-def time_symbols(items, ctx, policy=TimingPolicy(), memory_budget=2 << 30, progress=None):
-    """Time ``[(symbol, data_shape), ...]`` interleaved, in groups that fit ``memory_budget``.
-
-    ``progress``: optional callable(number_done) after each group.
-    """
-    results = [None] * len(items)
-    group, used = [], 0
-
-    def flush():
-        exes = [bind_for_inference(items[i][0], items[i][1], ctx, seed=i) for i in group]
-        for i, t in zip(group, time_executors(exes, policy)):
-            results[i] = t
-        del exes
-        if progress:
-            progress(len(group))
-
+def plan_groups(items, memory_budget, reserved=0):
+    """Consecutive index groups of ``items`` whose bound graphs fit ``memory_budget``."""
+    groups, group, used = [], [], reserved
     for i, (sym, shape) in enumerate(items):
         size = activation_bytes(sym, shape)
         if group and used + size > memory_budget:
-            flush()
-            group, used = [], 0
+            groups.append(group)
+            group, used = [], reserved
         group.append(i)
         used += size
     if group:
-        flush()
+        groups.append(group)
+    return groups
+
+
+def time_symbols(items, ctx, policy=TimingPolicy(), memory_budget=2 << 30, progress=None,
+                 anchor=None, factors=None):
+    """Time ``[(symbol, data_shape), ...]`` interleaved, in groups that fit ``memory_budget``.
+
+    Groups are timed one after another, possibly in different speed states of the
+    machine (seen here: one group of networks 17% slower than the next). With ``anchor``
+    (a ``(symbol, data_shape)``), that graph is timed inside every group as well and each
+    group's times are scaled by ``anchor in the fastest group / anchor in this group``,
+    so all results are at one speed. ``factors`` (a list) receives each group's scale.
+    ``progress``: optional callable(number_done) after each group.
+    """
+    results = [None] * len(items)
+    reserved = activation_bytes(*anchor) if anchor is not None else 0
+    groups = plan_groups(items, memory_budget, reserved)
+    use_anchor = anchor is not None and len(groups) > 1
+    raw, anchor_ms = [], []
+    for g in groups:
+        exes = [bind_for_inference(items[i][0], items[i][1], ctx, seed=i) for i in g]
+        if use_anchor:
+            exes.append(bind_for_inference(anchor[0], anchor[1], ctx, seed=len(items)))
+        timings = time_executors(exes, policy)
+        del exes
+        if use_anchor:
+            anchor_ms.append(timings.pop().median_ms)
+        raw.append(timings)
+        if progress:
+            progress(len(g))
+    scales = [min(anchor_ms) / a for a in anchor_ms] if use_anchor else [1.0] * len(groups)
+    for g, timings, scale in zip(groups, raw, scales):
+        for i, t in zip(g, timings):
+            results[i] = Timing(median_ms=t.median_ms * scale, spread_ms=t.spread_ms * scale,
+                                repeats=t.repeats)
+    if factors is not None:
+        factors.extend(scales)
     return results
 
 

@@ -161,3 +161,38 @@ def test_cli_measure_and_validate(tmp_path):
                           str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 2 and "GPU 7 does not exist" in res.stderr
+
+
+def test_groups_timed_at_different_speeds_are_brought_to_one_speed(monkeypatch):
+    """Two groups, the second timed while the machine ran 25% slower: the reference graph
+    timed in both scales the second group's times back to the first group's speed."""
+    import mxnet as mx
+    from fbnet_symbol import timing
+
+    def sym(name):
+        return mx.sym.relu(mx.sym.Variable("data"), name=name)
+
+    items = [(sym("a%d" % i), (1, 4, 8, 8)) for i in range(4)]
+    anchor = (sym("anchor"), (1, 4, 8, 8))
+    true_ms = [1.0, 2.0, 3.0, 4.0]
+    calls = []
+
+    def fake_time_executors(exes, policy):
+        slow = 1.25 if calls else 1.0  # the second group runs slower
+        calls.append(len(exes))
+        names = [list(e.output_dict)[0].split("_")[0] for e in exes]
+        times = [(10.0 if n == "anchor" else true_ms[int(n[1:])]) * slow for n in names]
+        return [timing.Timing(t, 0.1 * slow, 40) for t in times]
+
+    monkeypatch.setattr(timing, "time_executors", fake_time_executors)
+    size = timing.activation_bytes(*items[0])
+    factors = []
+    out = timing.time_symbols(items, mx.cpu(), memory_budget=3 * size, anchor=anchor,
+                              factors=factors)
+    assert calls == [3, 3]  # two items + the anchor per group
+    np.testing.assert_allclose([t.median_ms for t in out], true_ms)
+    np.testing.assert_allclose(factors, [1.0, 0.8])
+    # without an anchor the drift stays in the results
+    calls.clear()
+    plain = timing.time_symbols(items, mx.cpu(), memory_budget=2 * size)
+    assert [t.median_ms for t in plain][2] == pytest.approx(3.0 * 1.25)
