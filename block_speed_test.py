@@ -125,7 +125,7 @@ def validate(args, policy):
         summary["num_networks"], "s" if summary["num_networks"] > 1 else "",
         summary["median_abs_error_pct"], ", Spearman %.3f" % summary["spearman"]
         if summary["num_networks"] > 1 else ""))
-    print("device speed now / when the table was measured (its fixed parts): %.2f; "
+    print("device speed now / when the table was measured (its reference network): %.2f; "
           "median |error| at the current speed: %.1f%%" % (
               summary["device_speed_ratio"], summary["median_abs_error_pct_at_current_speed"]))
     if len(summary["group_speed_factors"]) > 1:

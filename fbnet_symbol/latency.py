@@ -236,6 +236,21 @@ def fixed_symbols(layout, num_classes, head, feature_dim):
              (tail_channels(layout),))]
 
 
+def reference_network(layout, num_classes, head, feature_dim):
+    """The graph that gauges the device's speed: the whole network of every layer's first
+    candidate with the table's head (``head``: a dict). Timed beside the blocks when a
+    table is measured and beside the networks when it is validated; a whole network moves
+    with the machine's speed the way the networks being predicted do."""
+    from .architecture import Architecture
+    from .network import build_network
+    config = HeadConfig(**dict(head or {"type": "softmax"}, feature_dim=feature_dim))
+    arch = Architecture(space=layout.space.name, preset=layout.preset.name,
+                        blocks=tuple(l.candidates[0] for l in layout.layers), head=config,
+                        width_mult=layout.width_mult, name="reference")
+    return build_network(arch, num_classes, layout.image_shape, mode="logits"), \
+        tuple(layout.image_shape)
+
+
 def _shape_key(layout, layer, candidate):
     return (layer.in_shape, layer.out_channels, layer.stride, layer.shapes_match, candidate,
             layout.preset.bn_inside_blocks)
@@ -302,7 +317,8 @@ def measure_table(layout, ctx, batch_size=1, num_classes=1000, head=None, featur
         add(("fixed", name), sym, shape)
     add("head_chain", _head_on(layout, module.tail(mx.sym.Variable("data"), layout),
                                num_classes, head, feature_dim), last.out_shape)
-    anchor = items[index[("fixed", "tail")]]  # timed in every group if there are several
+    ref = add("reference", *reference_network(layout, num_classes, head.to_dict(), feature_dim))
+    anchor = items[ref]  # timed in every group if there are several
     factors = []
     with tqdm(total=len(items), desc="timing blocks", unit="graph", disable=not progress) as bar:
         results = time_symbols(items, ctx, policy, progress=bar.update, anchor=anchor,
@@ -336,7 +352,7 @@ def measure_table(layout, ctx, batch_size=1, num_classes=1000, head=None, featur
         "num_classes": num_classes, "head": head.to_dict(), "feature_dim": feature_dim,
         "timing": policy.to_dict(), "overhead_ms": call,
         "unique_measurements": len(entries), "graphs_timed": len(items),
-        "group_speed_factors": factors,
+        "group_speed_factors": factors, "reference_ms": t["reference"].median_ms,
         "seconds": round(time.time() - started, 1),
         "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })

@@ -16,7 +16,7 @@ from .architecture import Architecture, load_architecture
 from .errors import FBNetError
 from .fileio import atomic_write
 from .heads import HeadConfig
-from .latency import fixed_symbols
+from .latency import fixed_symbols, reference_network
 from .network import build_network
 from .search_space import decode_space
 from .timing import TimingPolicy, time_symbols
@@ -124,18 +124,26 @@ def validate_table(table, ctx, num_archs=10, seed=0, policy=TimingPolicy(), prog
         archs = candidate_architectures(table, num_archs, seed)
     items = [(build_network(a, num_classes, layout.image_shape, mode="logits"),
               (batch,) + tuple(layout.image_shape)) for a in archs]
-    # the table's fixed parts, timed again beside the networks: how fast is the device now
-    # compared with when the table was measured?
-    reference = fixed_symbols(layout, num_classes, HeadConfig(**table.meta.get("head", {})),
-                              table.meta.get("feature_dim", 0))
+    # how fast is the device now compared with when the table was measured? The table's
+    # reference network timed again (older tables: its fixed parts, each alone)
+    ref_sym, ref_shape = reference_network(layout, num_classes, table.meta.get("head"),
+                                           table.meta.get("feature_dim", 0))
+    anchor = (ref_sym, (batch,) + ref_shape)
+    if "reference_ms" in table.meta:
+        reference = [("reference", ref_sym, ref_shape)]
+        then = table.meta["reference_ms"]
+    else:
+        reference = fixed_symbols(layout, num_classes,
+                                  HeadConfig(**table.meta.get("head", {})),
+                                  table.meta.get("feature_dim", 0))
+        then = sum(table.fixed.get(name, {}).get("raw_ms", float("nan"))
+                   for name, _, _ in reference)
     items += [(sym, (batch,) + tuple(shape)) for _, sym, shape in reference]
-    anchor = dict((name, (sym, (batch,) + tuple(shape))) for name, sym, shape in reference)["tail"]
     factors = []
     with tqdm(total=len(items), desc="timing networks", unit="net", disable=not progress) as bar:
         timings = time_symbols(items, ctx, policy, progress=bar.update, anchor=anchor,
                                factors=factors)
     now = sum(t.median_ms for t in timings[len(archs):])
-    then = sum(table.fixed.get(name, {}).get("raw_ms", float("nan")) for name, _, _ in reference)
     rows = [{"name": a.name, "predicted_ms": table.predict(a, layout),
              "measured_ms": t.median_ms, "spread_ms": t.spread_ms, "blocks": " ".join(a.blocks)}
             for a, t in zip(archs, timings)]
