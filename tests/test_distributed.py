@@ -89,13 +89,16 @@ class Launch:
         return "\n".join(self.lines)
 
 
-def test_two_workers_equal_one_process_on_the_combined_batch(dist_data, tmp_path):
-    """2 workers + 1 server: both end with the same theta and weights, equal to one
-    process that sees both workers' images in each step (BN statistics frozen, so the
-    result does not depend on how a step's images are split)."""
+@pytest.mark.parametrize("devices", ["cpu", "cpu:0,cpu:1"])
+def test_two_workers_equal_one_process_on_the_combined_batch(dist_data, tmp_path, devices):
+    """2 workers + 1 server (each worker on one or two devices): both end with the same
+    theta and weights, equal to one process that sees both workers' images in each step
+    (BN statistics frozen, so the result does not depend on how a step's images are
+    split)."""
     dist = tmp_path / "dist"
     launch = Launch("-n", "2", "-s", "1", "--launcher", "local", PY, "tests/dist_search.py",
-                    json.dumps(search_config(dist_data, tmp_path / "m")), str(dist))
+                    json.dumps(search_config(dist_data, tmp_path / "m", gpu=devices)),
+                    str(dist))
     assert launch.wait(timeout=300) == 0, launch.text[-3000:]
     single = tmp_path / "single"
     res = subprocess.run([PY, "tests/dist_search.py", json.dumps(search_config(
