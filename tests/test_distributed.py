@@ -227,8 +227,8 @@ def test_ssh_launcher_runs_remote_commands_and_tears_them_down(tmp_path):
     # one worker fails at once, the other would sleep 600 s: the launcher must end it
     for f in tmp_path.glob("pid-*"):
         f.unlink()
-    fail = Launch(*base, "sh", "-c", 'if [ -e %s/fail ]; then exit 3; fi; touch %s/fail; '
-                  'exec %s -c "%s" %s 600' % (tmp_path, tmp_path, PY, WORKER_PROBE, tmp_path))
+    fail = Launch(*base, "sh", "-c", 'mkdir %s/first 2>/dev/null || exit 3; '
+                  'exec %s -c "%s" %s 600' % (tmp_path, PY, WORKER_PROBE, tmp_path))
     started = time.time()
     assert fail.wait(timeout=120) == 3, fail.text[-3000:]
     assert time.time() - started < 60
@@ -268,7 +268,8 @@ def test_workers_started_differently_stop_together_with_one_error(dist_data, tmp
     Both must stop with the same error (none may hang waiting for the other)."""
     marker = tmp_path / "first"
     configs = [json.dumps(search_config(dist_data, tmp_path / "m", seed=s)) for s in (1, 2)]
-    script = ("if [ -e {m} ]; then c='{c2}'; else touch {m}; c='{c1}'; fi; "
+    # mkdir is atomic: exactly one of the two workers creates the marker
+    script = ("if mkdir {m} 2>/dev/null; then c='{c1}'; else c='{c2}'; fi; "
               "exec {py} tests/dist_search.py \"$c\" {out}").format(
         m=marker, c1=configs[0], c2=configs[1], py=PY, out=tmp_path / "params")
     launch = Launch("-n", "2", "-s", "1", "sh", "-c", script)
