@@ -226,7 +226,9 @@ class SearchRun:
             self.image_shape = get_preset(cfg.preset).image_shape
         self.train_info = check_recordio(self.train_rec, what="--train-rec")
         self.theta_info = check_recordio(self.theta_rec, what="--theta-rec")
-        self.val_info = check_recordio(self.val_rec, what="--val-rec") if self.val_rec else None
+        # validation runs on rank 0 only: the other workers need no copy of --val-rec
+        self.val_info = check_recordio(self.val_rec, what="--val-rec") \
+            if self.val_rec and self.writer else None
         self.num_classes = max(self.train_info.num_classes, self.theta_info.num_classes)
         if self.num_classes < 2:
             raise FBNetError("%s has a single class; a classifier needs at least two"
@@ -334,7 +336,14 @@ class SearchRun:
                                                      aux, states, meta)
 
     def _resume(self, path):
-        ckpt = find_checkpoint(path, self.prefix)
+        try:
+            ckpt = find_checkpoint(path, self.prefix)
+        except FBNetError as e:
+            if not self.cluster.distributed:
+                raise
+            raise FBNetError("worker %d: %s (every worker reads --load-model-path: put the "
+                             "folder on a shared filesystem or copy rank 0's folder to each "
+                             "machine)" % (self.rank, e)) from None
         if ckpt.meta:
             self._check_resumable(ckpt)
         arg, aux = ckpt.load_params()

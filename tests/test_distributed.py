@@ -151,6 +151,11 @@ def test_search_cli_resume_and_fixed_training_on_two_workers(dist_data, tmp_path
     assert other.wait(timeout=300) == 2
     assert "written by a run of 2 worker(s), this one has 1" in other.text
 
+    missing = Launch("-n", "2", "-s", "1", PY, "test.py", "--epochs", "3",
+                     "--load-model-path", str(tmp_path / "elsewhere"), *common)
+    assert missing.wait(timeout=300) == 2
+    assert "every worker reads --load-model-path" in missing.text
+
     trained = tmp_path / "trained"
     fixed = Launch("-n", "2", "-s", "1", PY, "test.py", "--arch", str(out / "arch.json"),
                    "--epochs", "1", *[a if a != str(out) else str(trained) for a in common])
@@ -275,3 +280,15 @@ def test_workers_started_differently_stop_together_with_one_error(dist_data, tmp
     launch = Launch("-n", "2", "-s", "1", "sh", "-c", script)
     assert launch.wait(timeout=300) == 2, launch.text[-3000:]
     assert "the 2 workers disagree on their settings" in launch.text
+
+
+def test_a_cluster_that_never_forms_is_stopped_after_start_timeout():
+    """A worker that never joins (here: never creates a kvstore) would leave scheduler and
+    server waiting forever; the launcher gives up after --start-timeout."""
+    started = time.time()
+    res = subprocess.run([PY, "launch.py", "-n", "1", "-s", "1", "--start-timeout", "5", PY,
+                          "-c", "import time; time.sleep(120)"], cwd=ROOT, env=ENV,
+                         capture_output=True, text=True, timeout=90)
+    assert res.returncode == 1
+    assert time.time() - started < 30
+    assert "the cluster did not form within 5 s (--start-timeout)" in res.stderr
