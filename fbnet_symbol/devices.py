@@ -3,6 +3,7 @@
 ``--gpu 0,1,2,3`` (the seed's flag) means GPUs 0-3; ``--gpu cpu`` or ``cpu:0,cpu:1`` means
 CPU contexts (several CPU contexts run the same data-parallel code path as several GPUs).
 """
+import contextlib
 import logging
 import os
 import platform
@@ -82,23 +83,19 @@ def gpu_build():
 def device_name(ctx):
     """A human-readable name of the device behind a context (for table metadata)."""
     if ctx.device_type == "gpu":
-        try:
-            import subprocess
+        import subprocess
+        with contextlib.suppress(OSError, subprocess.SubprocessError):  # no nvidia-smi
             out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader",
                                   "-i", str(ctx.device_id)], capture_output=True, text=True,
                                  timeout=10)
             if out.returncode == 0 and out.stdout.strip():
                 return out.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
         return "gpu %d" % ctx.device_id
-    try:
+    with contextlib.suppress(OSError):  # no /proc/cpuinfo: a generic name below
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
                     return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or platform.machine()
 
 

@@ -54,11 +54,13 @@ def create_kvstore(kind, num_devices):
     return mx.kv.create(kind) if num_devices > 1 else None
 
 
+def is_distributed(kv):
+    return kv is not None and kv.type.startswith("dist")
+
+
 def rank_and_size(kv):
     """(this worker's rank, number of workers); (0, 1) without a dist kvstore."""
-    if kv is None or not kv.type.startswith("dist"):
-        return 0, 1
-    return kv.rank, kv.num_workers
+    return (kv.rank, kv.num_workers) if is_distributed(kv) else (0, 1)
 
 
 class HandReducedModule(mx.mod.Module):
@@ -97,7 +99,7 @@ class Collective:
 
     @property
     def distributed(self):
-        return self.kv is not None and self.kv.type.startswith("dist")
+        return is_distributed(self.kv)
 
     def _key(self, what, shape):
         key = "__fbnet_" + what

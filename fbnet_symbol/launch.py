@@ -18,6 +18,7 @@ keep-alives and remote processes die with their connection.
 """
 import argparse
 import collections
+import contextlib
 import os
 import shlex
 import signal
@@ -68,17 +69,13 @@ class Member:
 
     def close_connection(self):
         """Close the process's stdin: for ssh, the remote command sees it end and stops."""
-        try:
+        with contextlib.suppress(OSError):
             self.proc.stdin.close()
-        except OSError:
-            pass
 
     def stop(self, sig):
         if self.proc is not None and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
                 os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
 
 
 def describe_exit(code):
@@ -274,7 +271,7 @@ class Cluster:
                 try:
                     m.proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
-                    pass
+                    self.log("%s (pid %d) did not exit after SIGKILL" % (m.label, m.proc.pid))
 
 
 def build_parser():

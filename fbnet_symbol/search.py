@@ -125,7 +125,7 @@ class StopRequested(Exception):
 
 def _exactly(batches, count):
     """``(batch, valid rows)`` exactly ``count`` times: every worker must take part in every
-    step of a dist_sync run although the shards MXNet cuts by bytes differ by a few images.
+    step of a dist_sync run although the shards MXNet cuts from the index differ by one image.
     A shard that ends early adds steps with no valid row (zero gradient); one that is
     longer loses its last images this epoch (the shuffle differs each epoch)."""
     last = None
@@ -395,7 +395,8 @@ class SearchRun:
         """Stop every worker unless all hold the same settings, step and parameters."""
         if not self.cluster.distributed:
             return
-        settings = json.dumps({k: self.cfg.to_dict()[k] for k in RESUME_KEYS + ("epochs",)},
+        config = self.cfg.to_dict()
+        settings = json.dumps({k: config[k] for k in RESUME_KEYS + ("epochs",)},
                               sort_keys=True).encode()
         self.cluster.check_agreement(
             np.frombuffer(hashlib.sha256(settings).digest()[:6], np.uint8), "their settings")

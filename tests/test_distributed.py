@@ -232,8 +232,10 @@ def test_ssh_launcher_runs_remote_commands_and_tears_them_down(tmp_path):
     # one worker fails at once, the other would sleep 600 s: the launcher must end it
     for f in tmp_path.glob("pid-*"):
         f.unlink()
-    fail = Launch(*base, "sh", "-c", 'mkdir %s/first 2>/dev/null || exit 3; '
-                  'exec %s -c "%s" %s 600' % (tmp_path, PY, WORKER_PROBE, tmp_path))
+    # (the failing one waits until the other has written its pid, so there is one to check)
+    fail = Launch(*base, "sh", "-c", 'mkdir %s/first 2>/dev/null || { until ls %s/pid-* '
+                  '>/dev/null 2>&1; do sleep 0.1; done; exit 3; }; exec %s -c "%s" %s 600'
+                  % (tmp_path, tmp_path, PY, WORKER_PROBE, tmp_path))
     started = time.time()
     assert fail.wait(timeout=120) == 3, fail.text[-3000:]
     assert time.time() - started < 60
