@@ -2,6 +2,7 @@
 
     python bench/bench_supernet.py --image-shape 3,32,32 --batch-size 32
     python bench/bench_supernet.py --preset seed --image-shape 3,108,108 --batch-size 32 --json
+    python bench/bench_supernet.py --image-shape 3,32,32 --profile weight   # where the time goes
 
 Times the weight step (SGD) and the theta step (Adam) of the real search Modules on
 random data — every candidate of every layer computed, as in the search — and reports
@@ -32,7 +33,13 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--gpu", help="devices, as test.py (default: CPU)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--profile", choices=("weight", "theta"),
+                   help="after timing, profile one more step of this stage and print the "
+                        "operators that took the most time (MXNet's profiler, with "
+                        "operator bulking off so that each operator is timed on its own)")
     args = p.parse_args(argv)
+    if args.profile:  # must be set before MXNet builds its executors
+        os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"
 
     import mxnet as mx
     import numpy as np
@@ -71,6 +78,9 @@ def main(argv=None):
         result["%s_samples_per_s" % stage] = args.batch_size / float(np.median(times))
         result["%s_step_ms" % stage] = 1e3 * float(np.median(times))
     result["peak_rss_mib"] = peak_rss_mib()
+    if args.profile:
+        result["profile"] = profile_step(mx, weight_mod if args.profile == "weight" else theta_mod,
+                                         batch)
     result["rss_before_bind_mib"] = rss_before
     if args.json:
         print(json.dumps(result))
@@ -81,7 +91,32 @@ def main(argv=None):
                  ",".join(result["devices"]), result["weight_samples_per_s"],
                  result["weight_step_ms"], result["theta_samples_per_s"],
                  result["theta_step_ms"], result["peak_rss_mib"]))
+    if args.profile and not args.json:
+        print("%s step, time per operator type (one step):" % args.profile)
+        for row in result["profile"]:
+            print("  %-32s %6d calls %9.1f ms %5.1f%%" % (row["operator"], row["calls"],
+                                                        row["ms"], row["percent"]))
     return 0
+
+
+def profile_step(mx, mod, batch, top=15):
+    """The operator types that took the most time in one step, from MXNet's profiler."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        mx.profiler.set_config(profile_all=True, aggregate_stats=True,
+                               filename=os.path.join(tmp, "profile.json"))
+        mx.profiler.set_state("run")
+        mod.forward_backward(batch)
+        mod.update()
+        mx.nd.waitall()
+        mx.profiler.set_state("stop")
+        table = mx.profiler.dumps(format="json", reset=True)
+    stats = json.loads(table).get("Time", {}).get("operator", {})
+    total = sum(v["Total"] for v in stats.values()) or 1.0
+    rows = sorted(({"operator": name, "calls": v["Count"], "ms": v["Total"],
+                    "percent": 100.0 * v["Total"] / total} for name, v in stats.items()),
+                  key=lambda r: -r["ms"])
+    return rows[:top]
 
 
 if __name__ == "__main__":

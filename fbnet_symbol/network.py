@@ -28,12 +28,26 @@ def block_prefix(layer, candidate_name):
     return "%s_%s" % (layer.name, candidate_name)
 
 
-def build_block(data, layout, layer, candidate_name):
-    """Build one candidate block at one layer (dispatch through the space's registry)."""
+def build_block(data, layout, layer, candidate_name, scale=None):
+    """Build one candidate block at one layer (dispatch through the space's registry).
+
+    ``scale``: only for ops in the space's ``SCALABLE_OPS`` (see :func:`can_fold_weights`).
+    """
     candidate = layout.space.candidate(candidate_name)
     fn = space_module(layout.space.name).OPS[candidate.op]
+    extra = {} if scale is None else {"scale": scale}
     return fn(data, layer, block_prefix(layer, candidate_name),
-              layout.preset.bn_inside_blocks, **candidate.params)
+              layout.preset.bn_inside_blocks, **dict(candidate.params, **extra))
+
+
+def can_fold_weights(layout, layer):
+    """Can every candidate of ``layer`` take its mixture weight into its parameters?
+
+    True when each candidate is an identity or an op of the space's ``SCALABLE_OPS``.
+    """
+    scalable = getattr(space_module(layout.space.name), "SCALABLE_OPS", frozenset())
+    return all(c.identity or c.op in scalable
+               for c in (layout.space.candidate(n) for n in layer.candidates))
 
 
 def build_trunk(data, layout, layer_fn, feature_dim):

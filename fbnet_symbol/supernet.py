@@ -15,6 +15,15 @@ The paper writes ``log(LAT)``; with a table whose total is under 1 ms ``log(LAT)
 ``log(LAT) ** 0.6`` is NaN. ``log(1 + LAT)`` is positive and smooth for every positive
 table, and within 2% of ``log(LAT)`` from 20 ms up, so it is used everywhere.
 
+With one noise draw per batch (the default) the weighting is folded into the blocks:
+``m_i * (f_i(x) + x)`` summed over the candidates equals ``sum_i f_i(x; m_i) + x``, where
+``f_i(x; m_i)`` is the block without its residual add and with ``m_i`` multiplying the
+parameters of its last linear step (:data:`~fbnet_symbol.blocks.SCALABLE_OPS`), and the
+identity candidate costs nothing. The θ gradient is unchanged (the shared residual adds the
+same constant to every ``dL/dm_i``, which the softmax's Jacobian removes); no feature map is
+multiplied, and none is kept for that product's backward pass. Blocks that cannot take the
+weight (SE gates are not linear) and per-sample noise use the plain weighted sum.
+
 The graph's inputs besides ``data``/``softmax_label`` are fed by the search loop:
 ``gumbel`` (noise for all layers, one row per batch or one per sample), ``temperature``,
 ``lut`` (the table, flattened) and ``sample_weight`` (0 for the padding rows of a last,
@@ -27,7 +36,9 @@ import numpy as np
 
 from .errors import FBNetError
 from .heads import HeadConfig, build_head
-from .network import DATA_NAME, LABEL_NAME, build_block, build_trunk, check_num_classes
+from .blocks import residual_add
+from .network import (DATA_NAME, LABEL_NAME, build_block, build_trunk, can_fold_weights,
+                      check_num_classes)
 from .search_space import decode_space
 
 THETA_PREFIX = "theta_"
@@ -133,11 +144,18 @@ class Supernet:
             costs = mx.sym.slice_axis(lut, axis=1, begin=start, end=start + k, name=p + "_lut")
             layer_latency.append(mx.sym.sum(mx.sym.broadcast_mul(m, costs), axis=1,
                                             name=p + "_latency"))
-            branches = []
-            for i, name in enumerate(layer.candidates):
-                out = build_block(x, layout, layer, name)
-                w = mx.sym.slice_axis(m, axis=1, begin=i, end=i + 1, name="%s_w%d" % (p, i))
-                branches.append(self._weighted(out, w, "%s_b%d" % (p, i)))
+            weights = [mx.sym.slice_axis(m, axis=1, begin=i, end=i + 1, name="%s_w%d" % (p, i))
+                       for i in range(k)]
+            if self.noise == "batch" and can_fold_weights(layout, layer):
+                # sum_i m_i * (f_i(x) + x) + m_skip * x  =  sum_i f_i(x; m_i) + x
+                # (the m sum to 1); the identity's share is the residual x
+                branches = [build_block(x, layout, layer, name, scale=w)
+                            for name, w in zip(layer.candidates, weights)
+                            if not layout.space.candidate(name).identity]
+                out = mx.sym.add_n(*branches, name=p + "_sum")
+                return residual_add(out, x, p + "_add") if layer.shapes_match else out
+            branches = [self._weighted(build_block(x, layout, layer, name), w, "%s_b%d" % (p, i))
+                        for i, (name, w) in enumerate(zip(layer.candidates, weights))]
             return mx.sym.add_n(*branches, name=p + "_sum")
 
         features, dim = build_trunk(data, layout, mixture, self.feature_dim)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from fbnet_symbol.latency import load_table
+from fbnet_symbol.search import freeze_batchnorm
 from fbnet_symbol.supernet import supernet_class
 from tests.conftest import synthetic_lut
 
@@ -11,13 +12,16 @@ B = 4
 SHAPE = (3, 8, 8)
 
 
-def make(tmp_path, alpha=0.2, loss_form="add", noise="batch", lut_scale=1.0, space="fbnet"):
+def make(tmp_path, alpha=0.2, loss_form="add", noise="batch", lut_scale=1.0, space="fbnet",
+         preset="seed", frozen_bn=False):
     width = 0.25 if space == "fbnet" else 0.125
-    table = load_table(synthetic_lut(tmp_path / "lut.txt", space=space, width_mult=width))
+    table = load_table(synthetic_lut(tmp_path / "lut.txt", space=space, width_mult=width,
+                                     preset=preset, image_shape=SHAPE))
     table.values = [[v * lut_scale for v in row] for row in table.values]
-    net = supernet_class(space)(3, table, "seed", SHAPE, width, alpha=alpha,
+    net = supernet_class(space)(3, table, preset, SHAPE, width, alpha=alpha,
                                 loss_form=loss_form, noise=noise)
-    mod = mx.mod.Module(net.symbol, data_names=net.input_names, label_names=["softmax_label"])
+    sym = freeze_batchnorm(net.symbol) if frozen_bn else net.symbol
+    mod = mx.mod.Module(sym, data_names=net.input_names, label_names=["softmax_label"])
     mod.bind(net.input_descs(B), net.label_descs(B))
     mx.random.seed(0)
     mod.init_params(mx.init.Xavier(magnitude=2))
@@ -29,14 +33,14 @@ def make(tmp_path, alpha=0.2, loss_form="add", noise="batch", lut_scale=1.0, spa
     return net, mod
 
 
-def run(net, mod, noise, temperature=2.0):
+def run(net, mod, noise, temperature=2.0, names=None):
     rng = np.random.RandomState(5)
     batch = net.batch(mx.nd.array(rng.uniform(-1, 1, (B,) + SHAPE)), mx.nd.array([0, 1, 2, 0]),
                       noise, temperature)
     mod.forward_backward(batch)
     outs = [o.asnumpy() for o in mod.get_outputs()]
     grads = {n: mod._exec_group.grad_arrays[mod._param_names.index(n)][0].asnumpy()
-             for n in net.theta_names}
+             for n in (names or net.theta_names)}
     return outs, grads
 
 
@@ -81,6 +85,38 @@ def test_latency_and_its_theta_gradient_match_numpy(tmp_path):
                       - np_latency_term(net, tm, noise, 2.0)[1]) / (2 * h)
         # the module sums per-sample gradients: B copies of the batch's latency term
         np.testing.assert_allclose(got / B, num, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["seed", "paper"])
+def test_folded_mixture_weights_equal_the_weighted_sum(tmp_path, preset):
+    """Per-batch noise folds m_i into each candidate's last conv (seed) or last BN (paper)
+    and adds the residual once; per-sample noise multiplies whole feature maps. With every
+    sample given the same noise row the two graphs compute the same function: the same
+    outputs and the same gradient for every parameter, theta included (the shared residual
+    only adds a constant to dL/dm, which the softmax removes). The paper preset's BN uses
+    its moving statistics here: at 8x8 its last layers normalise over 4 values, which
+    turns float rounding into different gradients."""
+    frozen = preset == "paper"
+    folded, mod_f = make(tmp_path, noise="batch", preset=preset, frozen_bn=frozen)
+    plain, mod_p = make(tmp_path, noise="sample", preset=preset, frozen_bn=frozen)
+    scaled = "layer1_k3_e1_pw2_bn_gamma_scaled" if frozen else "layer1_k3_e1_pw2_weight_scaled"
+    weighted_map = '"layer1_mix_b0_dot"'  # a candidate's feature map times its weight
+    assert scaled in folded.symbol.tojson() and weighted_map not in folded.symbol.tojson()
+    assert weighted_map in plain.symbol.tojson()
+    mod_p.set_params(*mod_f.get_params())
+    row = np.random.RandomState(6).gumbel(size=folded.noise_shape(B))
+    names = mod_f._param_names
+    outs_f, grads_f = run(folded, mod_f, row, names=names)
+    outs_p, grads_p = run(plain, mod_p, np.repeat(row, B, axis=0), names=names)
+    for a, b in zip(outs_f, outs_p):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # float32 sums in another order: compare against the largest gradient of the model
+    # (biases before a BN have ~1e-7 gradients, i.e. rounding noise)
+    atol = 1e-4 * max(np.abs(g).max() for g in grads_p.values())
+    for name in names:
+        np.testing.assert_allclose(grads_f[name], grads_p[name], rtol=1e-3, atol=atol,
+                                   err_msg=name)
+    assert all(np.abs(grads_f[n]).max() > 1e-6 for n in folded.theta_names)
 
 
 def test_mul_form_and_per_sample_noise(tmp_path):

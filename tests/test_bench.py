@@ -1,0 +1,22 @@
+"""The supernet benchmark prints its figures (and, asked to, where the time went)."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_bench_supernet_json_with_profile():
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "bench_supernet.py"), "--image-shape",
+         "3,8,8", "--batch-size", "2", "--width-mult", "0.25", "--steps", "1", "--warmup", "0",
+         "--json", "--profile", "theta"],
+        capture_output=True, text=True, timeout=300, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    for key in ("weight_samples_per_s", "theta_samples_per_s", "peak_rss_mib"):
+        assert result[key] > 0
+    ops = {row["operator"]: row for row in result["profile"]}
+    assert "Convolution" in ops and "_backward_Convolution" in ops  # ops timed one by one
+    assert all(row["calls"] > 0 and row["ms"] >= 0 for row in result["profile"])
+    assert sum(row["percent"] for row in result["profile"]) <= 100.0 + 1e-6
