@@ -89,12 +89,12 @@ def inverted_residual(data, layer, prefix, bn_inside, kernel, expansion, group, 
     mid = layer.in_channels * expansion
     use_bias = not bn_inside  # a conv not followed by BN keeps its bias
 
-    def conv_bn(x, suffix, channels, k, stride, groups, act, in_channels=None):
+    def conv_bn(x, suffix, channels, k, stride, groups, act, last=False):
         name = prefix + suffix
-        scaled = scale is not None and in_channels is not None
+        scaled = scale is not None and last  # only the last step takes the scale
         weight = bias = None
-        if scaled and not bn_inside:
-            weight = _scaled(name + "_weight", (channels, in_channels // groups, k, k), scale)
+        if scaled and not bn_inside:  # the last conv reads the `mid` channels
+            weight = _scaled(name + "_weight", (channels, mid // groups, k, k), scale)
             bias = _scaled(name + "_bias", (channels,), scale)
         x = conv(x, name, channels, k, stride, groups, no_bias=not use_bias,
                  weight=weight, bias=bias)
@@ -110,7 +110,7 @@ def inverted_residual(data, layer, prefix, bn_inside, kernel, expansion, group, 
     if group > 1:
         x = channel_shuffle(x, group, prefix + "_shuffle1", mid, layer.in_hw)
     x = conv_bn(x, "_dw", mid, kernel, layer.stride, mid, act=True)
-    x = conv_bn(x, "_pw2", layer.out_channels, 1, 1, group, act=False, in_channels=mid)
+    x = conv_bn(x, "_pw2", layer.out_channels, 1, 1, group, act=False, last=True)
     if group > 1:
         x = channel_shuffle(x, group, prefix + "_shuffle2", layer.out_channels, layer.out_hw)
     if layer.shapes_match and scale is None:
