@@ -65,7 +65,7 @@ def single_device(spec):
 
 
 def measure(args, policy):
-    from fbnet_symbol.latency import measure_table
+    from fbnet_symbol.latency_measure import measure_table
 
     if args.batch_size < 1:
         raise FBNetError("--batch-size must be at least 1")

@@ -65,7 +65,8 @@ def sample_theta(args):
     from fbnet_symbol.latency import load_table
     from fbnet_symbol.plots import plot_distribution
     from fbnet_symbol.fileio import atomic_write, atomic_write_json
-    from fbnet_symbol import sampling
+    from fbnet_symbol import sampling, theta as theta_
+    from fbnet_symbol.architecture import architecture_from_settings, layout_from_settings
 
     if not args.output:
         raise FBNetError("give --output DIR for the architecture JSONs")
@@ -85,23 +86,23 @@ def sample_theta(args):
         tuple(cfg["image_shape"]) if cfg.get("image_shape") else None)
     if shape is None and (args.lut or lut_path):  # the table knows the search's input size
         shape = tuple(load_table(args.lut or lut_path).meta.get("image_shape") or ()) or None
-    layout = sampling.layout_for(cfg, shape)
+    layout = layout_from_settings(cfg, shape)
     num_classes = args.num_classes or cfg.get("num_classes") or 1000
     if args.theta:
-        theta = sampling.read_theta_text(args.theta, layout)
+        theta = theta_.read_theta_text(args.theta, layout)
     else:
-        theta = sampling.theta_from_params(find_checkpoint(args.load_model_path).load_params()[0],
-                                           layout)
+        theta = theta_.theta_from_params(find_checkpoint(args.load_model_path).load_params()[0],
+                                         layout)
     lut_path = args.lut or lut_path
     table = load_table(lut_path).check(layout) if lut_path else None
     if table is None:
         logger.warning("no latency table (--lut): predicted latencies are left out")
-    probs = sampling.probabilities(theta)
+    probs = theta_.probabilities(theta)
     chosen = sampling.choose(layout, theta, args.mode, args.num, args.seed)
     rows = []
     for i, blocks in enumerate(chosen):
         name = "argmax" if args.mode == "argmax" else "sample_%02d" % i
-        arch = sampling.architecture_for(cfg, blocks, name)
+        arch = architecture_from_settings(cfg, blocks, name)
         prof = profile_architecture(arch, num_classes, layout.image_shape)
         row = {"name": name, "blocks": list(blocks), "macs": prof["macs"],
                "params": prof["params"],
@@ -109,8 +110,7 @@ def sample_theta(args):
                "file": os.path.join(args.output, name + ".json")}
         row["probability"] = float(np.exp(row["log_probability"]))
         if table is not None:
-            row["latency_blocks_ms"] = sum(table.cost(layout, l.index, b)
-                                           for l, b in zip(layout.layers, blocks))
+            row["latency_blocks_ms"] = table.blocks_latency(layout, blocks)
             if table.fixed and "overhead_ms" in table.meta:
                 row["latency_ms"] = table.predict(arch, layout)
         atomic_write(row["file"], arch.to_json())

@@ -46,9 +46,11 @@ def main(argv=None):
     from fbnet_symbol.devices import parse_devices
     from fbnet_symbol.distributed import create_kvstore
     from fbnet_symbol.latency import LatencyTable
-    from fbnet_symbol.search import bind_search_modules
     from fbnet_symbol.search_space import decode_space, parse_image_shape
+    from fbnet_symbol.search_task import theta_group
+    from fbnet_symbol.settings import Settings
     from fbnet_symbol.supernet import supernet_class
+    from fbnet_symbol.trainer import WEIGHT, bind_modules, weight_optimizer_params
 
     shape = parse_image_shape(args.image_shape)
     layout = decode_space(args.space, args.preset, shape, args.width_mult)
@@ -57,7 +59,12 @@ def main(argv=None):
     contexts = parse_devices(args.gpu, notice=False)
     rss_before = peak_rss_mib()
     kv = create_kvstore("local", len(contexts))  # what a search on these devices uses
-    master, weight_mod, theta_mod = bind_search_modules(net, contexts, args.batch_size, kv)
+    # the search's default optimizers (the schedule's period: one epoch of 1000 steps)
+    settings = Settings(lr=0.05)
+    _, modules = bind_modules(net, contexts, args.batch_size, kv, settings.seed,
+                              weight_optimizer_params(settings, 1000),
+                              [theta_group(net, settings)])
+    weight_mod, theta_mod = modules[WEIGHT], modules["theta"]
     rng = np.random.RandomState(0)
     batch = net.batch(mx.nd.array(rng.uniform(-1, 1, (args.batch_size,) + shape)),
                       mx.nd.array(rng.randint(0, 10, args.batch_size)),

@@ -1,6 +1,2 @@
-"""The ``fbnet`` supernet (the paper's 22-layer, 9-candidate space)."""
-from .supernet import Supernet
-
-
-class FBNet(Supernet):
-    space = "fbnet"
+"""The ``fbnet`` supernet under the seed's file name (defined in :mod:`fbnet_symbol.supernet`)."""
+from .supernet import FBNet  # noqa: F401

@@ -4,10 +4,15 @@ import os
 
 __version__ = "0.1.0"
 
-# MXNet prints a line per bind when its MKLDNN subgraph backend is on; keep CLIs quiet.
+# Set before MXNet is first used: MXNet prints a line per bind when its MKLDNN subgraph
+# backend is on (keep CLIs quiet); and every Module updates its parameters locally, the
+# kvstore only sums gradients, so each optimizer's state lives in an updater a checkpoint
+# saves whole and theta, whose gradients are summed by hand, can share the kvstore
+# (docs/mxnet-notes.md, "Two optimizers over one graph").
 os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
+os.environ.setdefault("MXNET_UPDATE_ON_KVSTORE", "0")
 
-from .errors import FBNetError  # noqa: F401
-from .search_space import SPACES, PRESETS, decode_space, get_space  # noqa: F401
-from .architecture import Architecture, load_architecture, NAMED_ARCHITECTURES  # noqa: F401
-from .network import build_network  # noqa: F401
+from .errors import FBNetError  # noqa: F401,E402
+from .search_space import SPACES, PRESETS, decode_space, get_space  # noqa: F401,E402
+from .architecture import Architecture, load_architecture, NAMED_ARCHITECTURES  # noqa: F401,E402
+from .network import build_network  # noqa: F401,E402

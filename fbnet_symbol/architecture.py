@@ -1,4 +1,4 @@
-"""Architecture JSON: a space, a preset, one candidate name per searchable layer.
+"""Architecture JSON — a space, a preset, one candidate per layer — and settings to architecture.
 
 The format (written by the sampler, read by the network builder, the latency sum and
 the MAC counter)::
@@ -205,3 +205,27 @@ def load_architecture(spec, expect_space=None):
                          "architecture of that space or change --space"
                          % (arch.name or "", arch.space, expect_space))
     return arch
+
+
+def _get(settings, key):
+    return settings.get(key) if isinstance(settings, dict) else getattr(settings, key, None)
+
+
+def architecture_from_settings(settings, blocks, name=None):
+    """The architecture of ``blocks`` under a run's settings (a :class:`Settings`, the
+    ``args.json`` of a run, or :meth:`LatencyTable.settings`): space, preset, width and
+    head (``model_type``, ``feature_dim``, ``margin_s``, ``margin_m``)."""
+    head = {"type": _get(settings, "model_type") or "softmax"}
+    for key, setting in (("feature_dim", "feature_dim"), ("s", "margin_s"), ("m", "margin_m")):
+        if _get(settings, setting) is not None:
+            head[key] = _get(settings, setting)
+    return Architecture(space=_get(settings, "space"), preset=_get(settings, "preset"),
+                        blocks=tuple(blocks), head=HeadConfig(**head),
+                        width_mult=_get(settings, "width_mult") or 1.0, name=name)
+
+
+def layout_from_settings(settings, image_shape=None):
+    """The decoded space a run's settings describe (``image_shape``: overrides theirs)."""
+    shape = image_shape or _get(settings, "image_shape")
+    return decode_space(_get(settings, "space"), _get(settings, "preset"),
+                        tuple(shape) if shape else None, _get(settings, "width_mult") or 1.0)

@@ -47,7 +47,7 @@ def channel_shuffle(data, groups, name, channels=None, hw=None):
     With ``channels`` and ``hw`` known the reshapes are written with explicit sizes, which
     the ONNX exporter understands; without them ``reshape(0, -4, g, -1, -2)`` splits the
     channel axis (the shorter ``reshape(0, g, -1, -2)`` does not give that shape, and
-    the exporter does not support ``-4``; MXNET_NOTES.md).
+    the exporter does not support ``-4``; docs/mxnet-notes.md).
     """
     if channels is not None and hw is not None:
         split = (0, groups, channels // groups) + tuple(hw)

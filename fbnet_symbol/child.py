@@ -1,18 +1,19 @@
-"""A fixed architecture, trained from scratch by the same loop as the search.
+"""A fixed architecture as a trainable graph and as the inference graph users load.
 
-:class:`ChildNet` offers the interface the loop uses for a supernet (``symbol``,
-``input_names``, ``input_descs``, ``batch`` ...) with no theta, no Gumbel noise and no
-latency term, plus :meth:`ChildNet.deploy_symbol`: the inference graph that is saved for
-users — class probabilities for the softmax head; for margin heads the embedding
-sub-graph (as InsightFace ships), the classifier weights travelling in the same
-``.params`` file.
+:class:`ChildNet` is what fixed-architecture training binds (per-sample CE and the
+logits; no theta, no noise, no latency term) and what it ships:
+:meth:`ChildNet.export_deploy` writes the inference graph — class probabilities for the
+softmax head; for margin heads the embedding sub-graph (as InsightFace ships), the
+classifier weights travelling in the same ``.params`` file.
 """
 import mxnet as mx
 
 from .architecture import load_architecture
+from .checkpoint import save_params
+from .fileio import atomic_write
 from .heads import CLASSIFIER, build_head
-from .network import DATA_NAME, LABEL_NAME, build_block, build_trunk, check_num_classes
-from .supernet import SAMPLE_WEIGHT, padding_weights
+from .network import (DATA_NAME, LABEL_NAME, SAMPLE_WEIGHT, build_block, build_trunk,
+                      check_num_classes, cross_entropy, padding_weights)
 
 
 class ChildNet:
@@ -21,7 +22,6 @@ class ChildNet:
         self.arch = load_architecture(arch)
         self.num_classes = num_classes
         self.layout = self.arch.layout(image_shape)
-        self.theta_names = []
         self._symbol = None
 
     def _features(self):
@@ -32,19 +32,37 @@ class ChildNet:
 
     @property
     def symbol(self):
-        """Training graph: per-sample CE (times the padding weight), logits, CE, zeros."""
+        """Training graph: per-sample CE (times the padding weight), logits, CE."""
         if self._symbol is None:
             features, dim = self._features()
             label = mx.sym.Variable(LABEL_NAME)
             train, plain = build_head(features, label, self.num_classes, dim, self.arch.head)
-            ce = -mx.sym.pick(mx.sym.log_softmax(train, axis=1), label, axis=1)
+            ce = cross_entropy(train, label)
             loss = mx.sym.MakeLoss(ce * mx.sym.Variable(SAMPLE_WEIGHT), name="loss")
             self._symbol = mx.sym.Group([loss, mx.sym.BlockGrad(plain, name="logits_out"),
-                                         mx.sym.BlockGrad(ce, name="ce_out"),
-                                         mx.sym.BlockGrad(mx.sym.zeros_like(ce),
-                                                          name="latency_out")])
+                                         mx.sym.BlockGrad(ce, name="ce_out")])
         return self._symbol
 
+    @property
+    def input_names(self):
+        return [DATA_NAME, SAMPLE_WEIGHT]
+
+    def input_descs(self, batch_size):
+        c, h, w = self.layout.image_shape
+        return [mx.io.DataDesc(DATA_NAME, (batch_size, c, h, w), layout="NCHW"),
+                mx.io.DataDesc(SAMPLE_WEIGHT, (batch_size,), layout="N")]
+
+    def label_descs(self, batch_size):
+        return [mx.io.DataDesc(LABEL_NAME, (batch_size,), layout="N")]
+
+    def batch(self, data, label, valid=None):
+        """A DataBatch for one step. ``valid``: rows that are real (the rest is padding)."""
+        n = data.shape[0]
+        valid = n if valid is None else valid
+        return mx.io.DataBatch(data=[data, mx.nd.array(padding_weights(n, valid))],
+                               label=[label], pad=n - valid)
+
+    # ------------------------------------------------------------ what ships
     def deploy_symbol(self):
         """The inference graph users load: softmax probabilities, or the embedding."""
         features, dim = self._features()
@@ -62,24 +80,10 @@ class ChildNet:
         aux_names = set(self.deploy_symbol().list_auxiliary_states())
         return arg, {k: v for k, v in aux_params.items() if k in aux_names}
 
-    # ------------------------------------------------------------ the loop's interface
-    @property
-    def input_names(self):
-        return [DATA_NAME, SAMPLE_WEIGHT]
-
-    def input_descs(self, batch_size):
-        c, h, w = self.layout.image_shape
-        return [mx.io.DataDesc(DATA_NAME, (batch_size, c, h, w), layout="NCHW"),
-                mx.io.DataDesc(SAMPLE_WEIGHT, (batch_size,), layout="N")]
-
-    def label_descs(self, batch_size):
-        return [mx.io.DataDesc(LABEL_NAME, (batch_size,), layout="N")]
-
-    def noise_shape(self, batch_size):
-        return (1, 0)
-
-    def batch(self, data, label, noise, temperature, valid=None):
-        n = data.shape[0]
-        valid = n if valid is None else valid
-        return mx.io.DataBatch(data=[data, mx.nd.array(padding_weights(n, valid))],
-                               label=[label], pad=n - valid)
+    def export_deploy(self, arg_params, aux_params, prefix, epoch):
+        """Write the inference graph as ``prefix-symbol.json`` / ``prefix-%04d.params``
+        (``mx.model.load_checkpoint(prefix, epoch)``), atomically; returns ``prefix``."""
+        arg, aux = self.deploy_params(arg_params, aux_params)
+        atomic_write(prefix + "-symbol.json", self.deploy_symbol().tojson())
+        save_params("%s-%04d.params" % (prefix, epoch), arg, aux)
+        return prefix

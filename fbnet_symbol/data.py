@@ -1,8 +1,8 @@
-"""Image data in RecordIO (``.rec`` + ``.idx``, the format of MXNet's im2rec and InsightFace).
+"""Image data in RecordIO: the iterator, the packing tools, and the embedded digits.
 
-* :func:`check_recordio` reads every record header (and decodes a sample of images) in
-  Python before MXNet's C++ reader sees the file: a truncated or corrupt ``.rec`` makes
-  that reader abort the whole process (MXNET_NOTES.md), so it must be caught here.
+``.rec`` + ``.idx`` is the format of MXNet's im2rec and InsightFace. Files are checked in
+Python by :mod:`fbnet_symbol.recordio` before MXNet's C++ reader sees them.
+
 * :func:`record_iter` wraps ``mx.io.ImageRecordIter``.
 * Tools (``python -m fbnet_symbol.data ...``): ``pack`` an image folder (one sub-folder
   per class) into ``.rec``/``.idx``; ``split`` one file 80/20 into a weight split and a
@@ -18,119 +18,16 @@ import shutil
 import struct
 import sys
 import tempfile
-from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import FBNetError
+from .fileio import atomic_write, default_cache_dir
+from .recordio import check_recordio, idx_path, read_header, read_index
 
 logger = logging.getLogger(__name__)
 
-RECORD_MAGIC = 0xCED7230A
-LENGTH_MASK = (1 << 29) - 1
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-
-
-@dataclass
-class RecordInfo:
-    rec: str
-    idx: str
-    num_records: int
-    labels: np.ndarray
-
-    @property
-    def num_classes(self):
-        return int(self.labels.max()) + 1 if len(self.labels) else 0
-
-
-def idx_path(rec):
-    return os.path.splitext(rec)[0] + ".idx"
-
-
-def _read_header(f, offset, size, rec):
-    """(label, payload length, header size) of the record at ``offset``; one-line errors."""
-    f.seek(offset)
-    head = f.read(8)
-    if len(head) < 8:
-        raise FBNetError("%s is truncated: a record at byte %d is cut off; re-pack the data "
-                         "(python -m fbnet_symbol.data pack ...)" % (rec, offset))
-    magic, lrec = struct.unpack("<II", head)
-    if magic != RECORD_MAGIC:
-        raise FBNetError("%s is corrupt: no record starts at byte %d (the .idx may belong to "
-                         "another file); re-pack the data or rebuild the index with "
-                         "python -m fbnet_symbol.data index %s" % (rec, offset, rec))
-    length, cflag = lrec & LENGTH_MASK, lrec >> 29
-    if cflag != 0:
-        raise FBNetError("%s has a multi-part record at byte %d, which is not supported; "
-                         "re-pack the data with python -m fbnet_symbol.data pack" % (rec, offset))
-    if offset + 8 + length > size:
-        raise FBNetError("%s is truncated: the record at byte %d needs %d bytes but the file "
-                         "ends at %d; re-pack the data" % (rec, offset, length, size))
-    if length < 24:
-        raise FBNetError("%s is corrupt: the record at byte %d is too short for an image "
-                         "header; re-pack the data" % (rec, offset))
-    flag, label, _, _ = struct.unpack("<IfQQ", f.read(24))
-    header = 24
-    if flag > 0:  # a label array follows the fixed header; the first entry is the class
-        if length < 24 + 4 * flag:
-            raise FBNetError("%s is corrupt: the record at byte %d has a bad label header"
-                             % (rec, offset))
-        label = struct.unpack("<f", f.read(4))[0]
-        header += 4 * flag
-    return label, length, header
-
-
-def read_index(idx, rec):
-    if not os.path.isfile(idx):
-        raise FBNetError("no index %s beside %s; build it with: python -m fbnet_symbol.data "
-                         "index %s" % (idx, rec, rec))
-    offsets = []
-    with open(idx) as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            try:
-                offsets.append(int(parts[1]))
-            except (IndexError, ValueError):
-                raise FBNetError("%s line %d is not 'key<TAB>offset'; rebuild it with: "
-                                 "python -m fbnet_symbol.data index %s" % (idx, n, rec)) from None
-    return offsets
-
-
-def check_recordio(rec, idx=None, decode_samples=16, what="data"):
-    """Validate a ``.rec``/``.idx`` pair and return its labels. Raises :class:`FBNetError`."""
-    import cv2
-
-    if not rec or not os.path.isfile(rec):
-        raise FBNetError("%s file %s does not exist; give an existing .rec (pack an image "
-                         "folder with python -m fbnet_symbol.data pack DIR OUT)" % (what, rec))
-    idx = idx or idx_path(rec)
-    offsets = read_index(idx, rec)
-    if not offsets:
-        raise FBNetError("%s %s has no records; pack some images into it" % (what, rec))
-    size = os.path.getsize(rec)
-    labels = np.empty(len(offsets), dtype=np.float64)
-    sample = set(np.linspace(0, len(offsets) - 1, min(decode_samples, len(offsets))).astype(int))
-    with open(rec, "rb") as f:
-        for i, off in enumerate(offsets):
-            if off < 0 or off >= size:
-                raise FBNetError("%s points past the end of %s (offset %d of %d bytes); the two "
-                                 "files do not match: rebuild the index" % (idx, rec, off, size))
-            label, length, header = _read_header(f, off, size, rec)
-            labels[i] = label
-            if i in sample:
-                f.seek(off + 8 + header)
-                img = cv2.imdecode(np.frombuffer(f.read(length - header), np.uint8),
-                                   cv2.IMREAD_COLOR)
-                if img is None:
-                    raise FBNetError("%s: record %d (byte %d) is not a decodable image; "
-                                     "re-pack the data" % (rec, i, off))
-    if not np.all(np.isfinite(labels)) or (labels < 0).any() or \
-            not np.all(labels == np.round(labels)):
-        raise FBNetError("%s has labels that are not non-negative integers; labels must be "
-                         "class indices 0..C-1" % rec)
-    return RecordInfo(rec, idx, len(offsets), labels.astype(np.int64))
 
 
 def record_iter(rec, image_shape, batch_size, shuffle=True, seed=0, num_parts=1, part_index=0,
@@ -218,7 +115,7 @@ def _copy_records(src_rec, offsets, prefix):
     w = _writer(prefix)
     with open(src_rec, "rb") as f:
         for i, off in enumerate(offsets):
-            _, length, _ = _read_header(f, off, size, src_rec)
+            _, length, _ = read_header(f, off, size, src_rec)
             f.seek(off + 8)
             payload = f.read(length)
             flag, label, _, id2 = struct.unpack("<IfQQ", payload[:24])
@@ -253,11 +150,10 @@ def build_index(rec):
     lines, off, i = [], 0, 0
     with open(rec, "rb") as f:
         while off < size:
-            _, length, _ = _read_header(f, off, size, rec)
+            _, length, _ = read_header(f, off, size, rec)
             lines.append("%d\t%d\n" % (i, off))
             off += 8 + ((length + 3) // 4) * 4
             i += 1
-    from .fileio import atomic_write
     atomic_write(idx_path(rec), "".join(lines))
     return i
 
@@ -265,11 +161,6 @@ def build_index(rec):
 # ---------------------------------------------------------------- embedded default
 
 DIGITS_SIZE = 32
-
-
-def default_cache_dir():
-    return os.environ.get("FBNET_SYMBOL_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "fbnet_symbol")
 
 
 def embedded_digits(cache_dir=None, size=DIGITS_SIZE):

@@ -1,6 +1,6 @@
-"""Gradient summation over devices and machines: MXNet's kvstore, one per process.
+"""Several devices and machines: the kvstore, hand-reduced theta, collectives, worker consistency.
 
-One kvstore serves the whole search (MXNET_NOTES.md, "Several machines": a second dist
+One kvstore serves the whole search (docs/mxnet-notes.md, "Several machines": a second dist
 kvstore in a process hangs, and one kvstore cannot be handed to two Modules). The weight
 Module owns it (``init_optimizer(kvstore=kv)``); the theta Module has none and its
 gradients are summed by hand through the same kvstore (:class:`HandReducedModule`)
@@ -11,6 +11,8 @@ weights and theta — checked, not assumed (:func:`check_agreement`).
 Processes are started by ``launch.py`` with the ``DMLC_*`` variables; ranks come from the
 scheduler.
 """
+import hashlib
+import json
 import os
 
 import mxnet as mx
@@ -151,3 +153,51 @@ class Collective:
                              "start every worker with the same command through launch.py"
                              % (self.size, what, total))
         return total
+
+
+def exactly(batches, count):
+    """``(batch, valid rows)`` exactly ``count`` times: every worker must take part in every
+    step of a dist_sync run although the shards MXNet cuts from the index differ by one image.
+    A shard that ends early adds steps with no valid row (zero gradient); one that is
+    longer loses its last images this epoch (the shuffle differs each epoch)."""
+    last = None
+    for batch in batches:
+        if count == 0:
+            return
+        yield batch, batch.data[0].shape[0] - batch.pad
+        last, count = batch, count - 1
+    for _ in range(count):
+        yield last, 0
+
+
+def average_batchnorm_statistics(cluster, exec_group):
+    """Every worker's BN moving statistics replaced by their mean over workers (the dist
+    counterpart of Module averaging them over devices), so rank 0's checkpoint speaks for
+    all the data and a resumed run continues from the same numbers."""
+    if not cluster.distributed or not exec_group.aux_arrays:
+        return
+    mine = np.concatenate([sum(a.asnumpy() for a in devs).ravel() / len(devs)
+                           for devs in exec_group.aux_arrays])
+    mean = cluster.allreduce(mine, "batchnorm_statistics") / cluster.size
+    start = 0
+    for devs in exec_group.aux_arrays:
+        size = devs[0].size
+        value = mx.nd.array(mean[start:start + size].reshape(devs[0].shape))
+        for a in devs:
+            value.copyto(a)
+        start += size
+
+
+def check_workers_agree(cluster, settings, data_sizes, position, arg_params, when):
+    """Stop every worker unless all hold the same settings (a JSON-ready dict), data sizes,
+    position (list of ints) and parameters."""
+    if not cluster.distributed:
+        return
+    encoded = json.dumps(settings, sort_keys=True).encode()
+    cluster.check_agreement(np.frombuffer(hashlib.sha256(encoded).digest()[:6], np.uint8),
+                            "their settings")
+    cluster.check_agreement(data_sizes, "the size of their data files")
+    cluster.check_agreement(position, "the position in the run")
+    cluster.check_agreement(np.concatenate([arg_params[n].asnumpy().ravel()
+                                            for n in sorted(arg_params)]),
+                            "theta and weights " + when, key="parameters")

@@ -23,8 +23,8 @@ import numpy as np
 from .errors import FBNetError
 
 UNSUPPORTED = {"_contrib_DeformableConvolution": "deformable convolution (deform_bottleneck)"}
-ORT_CHECK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                         "tools", "onnx_check.py")
+# run by path in the onnxruntime environment, which need not have this package installed
+ORT_CHECK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onnx_check.py")
 
 
 def find_deploy(path, prefix="model"):
@@ -105,8 +105,9 @@ def export(path, output, image_shape=None, seed=0):
 
 
 def check_with_onnxruntime(onnx_path, reference, python, tol=1e-4):
-    """Run tools/onnx_check.py in another Python that has onnxruntime; returns its report."""
-    res = subprocess.run([python, ORT_CHECK, onnx_path, reference, "--tol", str(tol)],
+    """Run :mod:`fbnet_symbol.onnx_check` in another Python that has onnxruntime (``-I``:
+    this package's folder must not shadow that Python's modules); returns its report."""
+    res = subprocess.run([python, "-I", ORT_CHECK, onnx_path, reference, "--tol", str(tol)],
                          capture_output=True, text=True, timeout=600)
     try:
         report = json.loads(res.stdout.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""Atomic writes and checksums: a crash never leaves a half-written file that is trusted."""
+"""Files on disk: atomic writes, checksums, the cache folder — a crash never leaves a half-written file that is trusted."""
 import hashlib
 import json
 import os
@@ -32,3 +32,10 @@ def sha256_file(path, chunk=1 << 20):
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def default_cache_dir():
+    """Where measured latency tables and the embedded data set are kept between runs
+    (``FBNET_SYMBOL_CACHE`` overrides)."""
+    return os.environ.get("FBNET_SYMBOL_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "fbnet_symbol")

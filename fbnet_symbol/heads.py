@@ -7,7 +7,7 @@ the softmax head they are the same FC output.
 * AM-Softmax (Wang et al., 2018, eq. 4): ``s * (cos(theta_j) - m * [j == y])``.
 * ArcFace (Deng et al., 2019, eq. 3): ``s * cos(theta_y + m)`` for the target class and
   ``s * cos(theta_j)`` elsewhere. The cosine is clipped to ``[-1 + eps, 1 - eps]`` before
-  ``arccos``, whose derivative is infinite at +-1 (MXNET_NOTES.md).
+  ``arccos``, whose derivative is infinite at +-1 (docs/mxnet-notes.md).
 """
 from dataclasses import asdict, dataclass
 from typing import Optional

@@ -1,6 +1,6 @@
-"""Latency lookup tables: measure, save, read, check, predict, cache.
+"""Latency lookup tables: the files, reading them, checking them against a space, predicting.
 
-Files (DESIGN.md section 7):
+Files (docs/design.md, "Principles"; the user keeps them):
 
 * ``speed.txt`` — the seed's format: one line per searchable layer, one latency in ms
   per offered candidate, in candidate order, space-separated.
@@ -8,43 +8,27 @@ Files (DESIGN.md section 7):
   shape, batch, width, device and its name, MXNet version and backend, threads, engine,
   timing policy) and, per entry, the median, the spread and the raw timing.
 
-What a table entry means. Each candidate is bound and timed *alone* at its layer's input
-shape, and every separately timed graph pays a fixed per-graph cost (engine dispatch,
-synchronisation, reading a cold input) that a whole network pays only once. That cost is
-measured, not assumed: for a few same-shape layers, a block ``B`` is timed alone (``t1``)
-and twice in a row in one graph (``t2``); ``t2 - t1`` is what ``B`` adds inside a network,
-so ``2*t1 - t2`` is the per-graph overhead (``overhead_ms``: the median over those
-layers, and never less than the time of an empty graph, ``call_overhead_ms``). The table
-stores each block's time net of it, floored at ``MIN_MS``; a network is predicted as
-``overhead + stem + sum(blocks) + tail + head`` (all net). In the seed preset a block's
-entry includes the BatchNorm that precedes its layer, since every child network has it.
+What an entry means: the time a block adds *inside a network*. Each candidate is timed in
+context — run right after the graph that produces its input (the stem, or the previous
+layer's first candidate), minus that graph alone — so the per-graph cost a network pays
+once (dispatch, synchronisation, a cold input) is not counted per block; timed alone,
+heavy blocks came out 15-20% slower (docs/measurements.md). The tail and head are
+measured after their predecessors the same way, the stem alone minus an empty graph
+(``overhead_ms``). A network is predicted as ``overhead + stem + sum(blocks) + tail +
+head``. In the seed preset a block's entry includes the BatchNorm before its layer.
+Measuring and caching: :mod:`fbnet_symbol.latency_measure`.
 """
-import datetime
-import hashlib
 import json
-import logging
 import os
-import time
 
-import mxnet as mx
 import numpy as np
 
-from .data import default_cache_dir
 from .errors import FBNetError
 from .fileio import atomic_write, atomic_write_json
-from .heads import HeadConfig, build_head
-from .network import (LABEL_NAME, build_block, build_embedding, space_module,
-                      tail_channels)
-from .timing import TimingPolicy, overhead_symbol, time_symbols
-from .devices import device_name, runtime_info
-
-logger = logging.getLogger(__name__)
 
 FORMAT = "fbnet_symbol.latency/1"
 MIN_MS = 1e-3
 FIXED_PARTS = ("stem", "tail", "head")
-METHOD = "in-context difference/1"  # part of the cache key: a new method re-measures
-MATCH_KEYS = ("space", "preset", "image_shape", "batch_size", "width_mult")
 
 
 def twin_paths(path):
@@ -154,10 +138,26 @@ class LatencyTable:
                              "networks need the .json written by block_speed_test.py"
                              % self.source)
         layout = layout or arch.layout(tuple(self.meta["image_shape"]))
-        total = self.meta["overhead_ms"] + sum(self.fixed[p]["median_ms"] for p in FIXED_PARTS)
-        for layer in layout.layers:
-            total += self.cost(layout, layer.index, arch.blocks[layer.index])
-        return total
+        return self.meta["overhead_ms"] + sum(self.fixed[p]["median_ms"] for p in FIXED_PARTS) \
+            + self.blocks_latency(layout, arch.blocks)
+
+    def blocks_latency(self, layout, blocks):
+        """Sum of the searchable layers' entries for one block per layer (ms)."""
+        return sum(self.cost(layout, l.index, b) for l, b in zip(layout.layers, blocks))
+
+    def settings(self):
+        """The run settings the table was measured for, as an ``args.json``-style dict."""
+        return settings_of(self.meta)
+
+
+def settings_of(meta):
+    """Table metadata (space, preset, shape, width, head, feature_dim) as run settings, for
+    :func:`~fbnet_symbol.architecture.architecture_from_settings` and its layout twin."""
+    head = meta.get("head") or {}
+    return {"space": meta["space"], "preset": meta["preset"], "width_mult": meta["width_mult"],
+            "image_shape": meta["image_shape"], "model_type": head.get("type", "softmax"),
+            "margin_s": head.get("s"), "margin_m": head.get("m"),
+            "feature_dim": meta.get("feature_dim", 0)}
 
 
 def _fmt(v):
@@ -206,186 +206,3 @@ def load_table(path):
     if not rows:
         raise FBNetError("%s is empty; measure a table with block_speed_test.py" % source)
     return LatencyTable(rows, source=source)
-
-
-# ---------------------------------------------------------------- measuring
-
-def block_symbol(layout, layer, candidate, data=None):
-    """What one table entry times: (pre-layer BN) + the candidate block, on ``data``."""
-    data = mx.sym.Variable("data") if data is None else data
-    module = space_module(layout.space.name)
-    x = build_block(module.before_layer(data, layer, layout), layout, layer, candidate)
-    if x is data:  # a bare skip: time the copy that stands for it
-        x = mx.sym.identity(data, name="%s_skip" % layer.name)
-    return x
-
-
-def _head_on(layout, x, num_classes, head, feature_dim):
-    """Embedding + classifier (plain logits) on the pooled features ``x``."""
-    features, dim = build_embedding(x, tail_channels(layout), feature_dim)
-    return build_head(features, mx.sym.Variable(LABEL_NAME), num_classes, dim, head)[1]
-
-
-def fixed_symbols(layout, num_classes, head, feature_dim):
-    """(name, symbol, input shape without batch) of the parts outside the searchable layers,
-    each on its own input."""
-    module = space_module(layout.space.name)
-    return [("stem", module.stem(mx.sym.Variable("data"), layout), tuple(layout.image_shape)),
-            ("tail", module.tail(mx.sym.Variable("data"), layout), layout.layers[-1].out_shape),
-            ("head", _head_on(layout, mx.sym.Variable("data"), num_classes, head, feature_dim),
-             (tail_channels(layout),))]
-
-
-def reference_network(layout, num_classes, head, feature_dim):
-    """The graph that gauges the device's speed: the whole network of every layer's first
-    candidate with the table's head (``head``: a dict). Timed beside the blocks when a
-    table is measured and beside the networks when it is validated; a whole network moves
-    with the machine's speed the way the networks being predicted do."""
-    from .architecture import Architecture
-    from .network import build_network
-    config = HeadConfig(**dict(head or {"type": "softmax"}, feature_dim=feature_dim))
-    arch = Architecture(space=layout.space.name, preset=layout.preset.name,
-                        blocks=tuple(l.candidates[0] for l in layout.layers), head=config,
-                        width_mult=layout.width_mult, name="reference")
-    return build_network(arch, num_classes, layout.image_shape, mode="logits"), \
-        tuple(layout.image_shape)
-
-
-def _shape_key(layout, layer, candidate):
-    return (layer.in_shape, layer.out_channels, layer.stride, layer.shapes_match, candidate,
-            layout.preset.bn_inside_blocks)
-
-
-def _predecessor(layout, layer):
-    """The graph that produces a layer's input in context: the stem, or the previous
-    layer's first candidate. Returns (key, symbol, input shape without batch)."""
-    if layer.index == 0:
-        return "stem", space_module(layout.space.name).stem(mx.sym.Variable("data"), layout), \
-            tuple(layout.image_shape)
-    prev = layout.layers[layer.index - 1]
-    c = prev.candidates[0]
-    return _shape_key(layout, prev, c), block_symbol(layout, prev, c), prev.in_shape
-
-
-def measure_table(layout, ctx, batch_size=1, num_classes=1000, head=None, feature_dim=None,
-                  policy=TimingPolicy(), progress=True):
-    """Time every offered candidate of every layer *in context*, and the fixed parts.
-
-    An entry is ``t(P -> B) - t(P)``: the time of the block ``B`` run right after ``P``,
-    the graph that produces its input (the stem, or the previous layer's first
-    candidate), minus the time of ``P`` alone. What a block costs inside a network —
-    its input just written, the per-graph cost paid once — is what the difference
-    keeps; timing ``B`` alone was measured to overstate it by 15-20%, more for heavy
-    blocks. The tail and the head are measured the same way after their predecessors;
-    the stem alone, minus the cost of an empty graph (``overhead_ms``).
-    """
-    from tqdm import tqdm
-
-    head = head or HeadConfig()
-    if feature_dim is None:
-        feature_dim = layout.preset.feature_dim or 0
-    started = time.time()
-    items, index = [], {}
-
-    def add(key, sym, shape):
-        if key not in index:
-            index[key] = len(items)
-            items.append((sym, (batch_size,) + tuple(shape)))
-        return index[key]
-
-    call_sym, call_shape = overhead_symbol()
-    add("call", call_sym, call_shape[1:])
-    entries = {}
-    for layer in layout.layers:
-        pkey, psym, pshape = _predecessor(layout, layer)
-        add(("alone", pkey), psym, pshape)
-        for c in layer.candidates:
-            key = (_shape_key(layout, layer, c), pkey)
-            if key not in entries:
-                _, chain_pred, _ = _predecessor(layout, layer)
-                add(("chain",) + key, block_symbol(layout, layer, c, data=chain_pred), pshape)
-                entries[key] = (layer, c)
-    last = layout.layers[-1]
-    # the tail's predecessor: the last layer's first candidate
-    lkey = _shape_key(layout, last, last.candidates[0])
-    lsym, lshape = block_symbol(layout, last, last.candidates[0]), last.in_shape
-    module = space_module(layout.space.name)
-    add(("alone", lkey), lsym, lshape)
-    add("tail_chain", module.tail(block_symbol(layout, last, last.candidates[0]), layout), lshape)
-    alone = fixed_symbols(layout, num_classes, head, feature_dim)
-    for name, sym, shape in alone:
-        add(("fixed", name), sym, shape)
-    add("head_chain", _head_on(layout, module.tail(mx.sym.Variable("data"), layout),
-                               num_classes, head, feature_dim), last.out_shape)
-    ref = add("reference", *reference_network(layout, num_classes, head.to_dict(), feature_dim))
-    anchor = items[ref]  # timed in every group if there are several
-    factors = []
-    with tqdm(total=len(items), desc="timing blocks", unit="graph", disable=not progress) as bar:
-        results = time_symbols(items, ctx, policy, progress=bar.update, anchor=anchor,
-                               factors=factors)
-    t = {key: results[i] for key, i in index.items()}
-    call = t["call"].median_ms
-
-    def net(chain, pred):
-        return chain.median_ms - pred.median_ms
-
-    fixed = {
-        "stem": {"median_ms": max(t[("fixed", "stem")].median_ms - call, MIN_MS)},
-        "tail": {"median_ms": max(net(t["tail_chain"], t[("alone", lkey)]), MIN_MS)},
-        "head": {"median_ms": max(net(t["head_chain"], t[("fixed", "tail")]), MIN_MS)},
-    }
-    for name, _, _ in alone:  # each part timed alone: the reference for validation
-        fixed[name].update(raw_ms=t[("fixed", name)].median_ms,
-                           spread_ms=t[("fixed", name)].spread_ms)
-    values, spread, raw = [], [], []
-    for layer in layout.layers:
-        pkey = _predecessor(layout, layer)[0]
-        row_raw = [net(t[("chain", _shape_key(layout, layer, c), pkey)], t[("alone", pkey)])
-                   for c in layer.candidates]
-        values.append([max(v, MIN_MS) for v in row_raw])
-        raw.append(row_raw)
-        spread.append([t[("chain", _shape_key(layout, layer, c), pkey)].spread_ms
-                       for c in layer.candidates])
-    meta = table_key(layout, batch_size, ctx)
-    meta.update({
-        "device_name": device_name(ctx),
-        "num_classes": num_classes, "head": head.to_dict(), "feature_dim": feature_dim,
-        "timing": policy.to_dict(), "overhead_ms": call,
-        "unique_measurements": len(entries), "graphs_timed": len(items),
-        "group_speed_factors": factors, "reference_ms": t["reference"].median_ms,
-        "seconds": round(time.time() - started, 1),
-        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    })
-    return LatencyTable(values, [list(l.candidates) for l in layout.layers], meta, spread, raw,
-                        fixed, source="measured latency table")
-
-
-def table_key(layout, batch_size, ctx):
-    """The settings a table is valid for (also the cache key)."""
-    return {"space": layout.space.name, "preset": layout.preset.name,
-            "image_shape": list(layout.image_shape), "batch_size": batch_size,
-            "width_mult": layout.width_mult, "device": str(ctx),
-            "device_name": device_name(ctx), "method": METHOD, **runtime_info()}
-
-
-# ---------------------------------------------------------------- cache
-
-def cached_table(layout, ctx, batch_size=1, policy=TimingPolicy(), progress=True):
-    """A table for (space, preset, shape, batch, device, MXNet build): cached or measured."""
-    key = table_key(layout, batch_size, ctx)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    path = os.path.join(default_cache_dir(), "lut", "%s-%s-%s-b%d-%s.json" % (
-        layout.space.name, layout.preset.name, "x".join(map(str, layout.image_shape)),
-        batch_size, digest))
-    if os.path.isfile(path):
-        try:
-            table = load_table(path).check(layout, batch_size)
-            logger.info("using cached latency table %s", path)
-            return table, path
-        except FBNetError as e:
-            logger.warning("ignoring cached latency table: %s", e)
-    logger.info("no latency table for this device and shape yet: measuring one (cached "
-                "in %s)", path)
-    table = measure_table(layout, ctx, batch_size, policy=policy, progress=progress)
-    table.save(path)
-    return table, path

@@ -12,13 +12,12 @@ import logging
 import numpy as np
 from scipy import stats
 
-from .architecture import Architecture, load_architecture
+from .architecture import architecture_from_settings, layout_from_settings, load_architecture
 from .errors import FBNetError
 from .fileio import atomic_write
 from .heads import HeadConfig
-from .latency import fixed_symbols, reference_network
+from .latency_measure import fixed_symbols, reference_network
 from .network import build_network
-from .search_space import decode_space
 from .timing import TimingPolicy, time_symbols
 
 logger = logging.getLogger(__name__)
@@ -38,16 +37,11 @@ def error_stats(predicted, measured):
 
 
 def table_layout(table):
-    m = table.meta
-    return decode_space(m["space"], m["preset"], tuple(m["image_shape"]), m["width_mult"])
+    return layout_from_settings(table.settings())
 
 
 def table_architecture(table, blocks, name):
-    m = table.meta
-    head = dict(m.get("head") or {"type": "softmax"})
-    head["feature_dim"] = m.get("feature_dim", 0)
-    return Architecture(space=m["space"], preset=m["preset"], blocks=tuple(blocks),
-                        head=HeadConfig(**head), width_mult=m["width_mult"], name=name)
+    return architecture_from_settings(table.settings(), blocks, name)
 
 
 def random_blocks(layout, rng, concentration=DIRICHLET_CONCENTRATION):
@@ -126,8 +120,7 @@ def validate_table(table, ctx, num_archs=10, seed=0, policy=TimingPolicy(), prog
               (batch,) + tuple(layout.image_shape)) for a in archs]
     # how fast is the device now compared with when the table was measured? The table's
     # reference network timed again (older tables: its fixed parts, each alone)
-    ref_sym, ref_shape = reference_network(layout, num_classes, table.meta.get("head"),
-                                           table.meta.get("feature_dim", 0))
+    ref_sym, ref_shape = reference_network(table.settings(), num_classes)
     anchor = (ref_sym, (batch,) + ref_shape)
     if "reference_ms" in table.meta:
         reference = [("reference", ref_sym, ref_shape)]

@@ -9,7 +9,7 @@ are assigned by the scheduler. Scheduler and servers are ``python -c "import mxn
 (importing MXNet with ``DMLC_ROLE=server|scheduler`` runs that role and exits when the
 workers are done); each worker runs COMMAND.
 
-A parameter-server group hangs when one member dies (MXNET_NOTES.md), so this launcher
+A parameter-server group hangs when one member dies (docs/mxnet-notes.md), so this launcher
 bounds every process: all output is relayed with a ``[role i]`` prefix; the first process
 that fails (exits non-zero or is killed) stops the whole group, and the launcher exits
 with that process's code (1 if it was killed) after printing its last lines; the cluster must

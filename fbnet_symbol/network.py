@@ -6,7 +6,10 @@ A child network passes a ``layer_fn`` that builds its one chosen block; the supe
 passes one that builds the Gumbel-softmax mixture of all candidates. Shapes and names
 therefore agree between the two by construction.
 """
+import json
+
 import mxnet as mx
+import numpy as np
 
 from . import blocks, blocks_se
 from .architecture import load_architecture
@@ -16,6 +19,7 @@ from .heads import build_head
 SPACE_MODULES = {"fbnet": blocks, "fbnet_se": blocks_se}
 DATA_NAME = "data"
 LABEL_NAME = "softmax_label"
+SAMPLE_WEIGHT = "sample_weight"  # per-row loss weight: 0 for the padding of a last batch
 MODES = ("train", "logits", "embedding")
 
 
@@ -87,6 +91,19 @@ def tail_channels(layout):
     return space_module(layout.space.name).tail_channels(layout)
 
 
+def padding_weights(n, valid):
+    """Per-row loss weights: ``n / valid`` for real rows, 0 for the fill of a last batch,
+    so the loss is the mean over the real rows whatever the padding."""
+    weight = np.zeros((n,), dtype=np.float32)
+    weight[:valid] = float(n) / valid
+    return weight
+
+
+def cross_entropy(train_logits, label):
+    """Per-sample softmax cross-entropy (the seed's per-class binary CE is not repeated)."""
+    return -mx.sym.pick(mx.sym.log_softmax(train_logits, axis=1), label, axis=1)
+
+
 def check_num_classes(num_classes):
     if not isinstance(num_classes, int) or num_classes < 2:
         raise FBNetError("number of classes must be an integer >= 2, got %r"
@@ -125,3 +142,12 @@ def build_network(arch, num_classes, image_shape=None, mode="train"):
     if mode == "logits":
         return plain_logits
     return mx.sym.SoftmaxOutput(train_logits, label=label, name="softmax")
+
+
+def freeze_batchnorm(sym):
+    """The same graph with every BatchNorm using its moving statistics."""
+    graph = json.loads(sym.tojson())
+    for node in graph["nodes"]:
+        if node["op"] == "BatchNorm":
+            node.setdefault("attrs", {})["use_global_stats"] = "True"
+    return mx.sym.load_json(json.dumps(graph))

@@ -1,8 +1,7 @@
-"""From theta to architectures (paper, section 3.3: sample from P_theta, train from scratch).
+"""From P_theta to architectures: the argmax or distinct samples (paper, section 3.3).
 
-P_theta is ``softmax(theta_l)`` for every layer, independently — the distribution the
-Gumbel-softmax relaxes. The temperature of the search shapes only the relaxation used in
-training and plays no part here (equivalently: sampling uses temperature 1).
+P_theta is ``softmax(theta_l)`` per layer (:mod:`fbnet_symbol.theta`); the temperature of
+the search shapes only the relaxation used in training and plays no part here.
 
 ``argmax`` gives the single most likely architecture; ``sample`` draws N *distinct*
 architectures from P_theta (rejecting repeats), reported most likely first.
@@ -13,59 +12,10 @@ import os
 
 import numpy as np
 
-from .architecture import Architecture
 from .errors import FBNetError
-from .heads import HeadConfig
-from .search_space import decode_space
+from .theta import argmax_blocks, probabilities
 
 logger = logging.getLogger(__name__)
-
-
-def read_theta_text(path, layout):
-    """θ in the seed's text format (``name: v1 v2 ...``, one line per layer, in order)."""
-    if not os.path.isfile(path):
-        raise FBNetError("theta file %s does not exist; pass a theta-result/epoch_N_theta.txt "
-                         "written by test.py" % path)
-    rows = []
-    for n, line in enumerate(open(path).read().splitlines(), start=1):
-        if not line.strip():
-            continue
-        name, _, values = line.partition(":")
-        try:
-            rows.append(np.array([float(v) for v in values.split()]))
-        except ValueError:
-            raise FBNetError("%s line %d is not 'name: v1 v2 ...'" % (path, n)) from None
-    if len(rows) != layout.num_layers:
-        raise FBNetError("%s has %d layers but space %s (preset %s) has %d; pass the --space "
-                         "and --preset of the search" % (path, len(rows), layout.space.name,
-                                                         layout.preset.name, layout.num_layers))
-    theta = {}
-    for layer, row in zip(layout.layers, rows):
-        if len(row) != len(layer.candidates):
-            raise FBNetError("%s: layer %d has %d values but the space offers %d candidates "
-                             "there; pass the --space and --preset of the search"
-                             % (path, layer.index + 1, len(row), len(layer.candidates)))
-        theta[layer.name] = row
-    return theta
-
-
-def theta_from_params(arg_params, layout):
-    theta = {}
-    for layer in layout.layers:
-        key = "theta_" + layer.name
-        if key not in arg_params:
-            raise FBNetError("the checkpoint has no %s: it is not a supernet of space %s"
-                             % (key, layout.space.name))
-        theta[layer.name] = arg_params[key].asnumpy().ravel()
-    return theta
-
-
-def probabilities(theta):
-    out = {}
-    for name, t in theta.items():
-        e = np.exp(t - t.max())
-        out[name] = e / e.sum()
-    return out
 
 
 def log_probability(layout, probs, blocks):
@@ -77,7 +27,7 @@ def choose(layout, theta, mode="argmax", num=1, seed=0, max_tries=100000):
     """Block lists: the argmax, or ``num`` distinct samples from P_theta (most likely first)."""
     probs = probabilities(theta)
     if mode == "argmax":
-        return [tuple(l.candidates[int(np.argmax(probs[l.name]))] for l in layout.layers)]
+        return [tuple(argmax_blocks(layout, theta))]
     if mode != "sample":
         raise FBNetError("unknown --mode %r; choose argmax or sample" % mode)
     if num < 1:
@@ -111,17 +61,3 @@ def run_settings(path):
             lut = os.path.join(candidate, "lut.json")
             return cfg, lut if os.path.isfile(lut) else None
     return None, None
-
-
-def architecture_for(cfg, blocks, name):
-    head = {"type": cfg.get("model_type") or "softmax"}
-    for key, cfg_key in (("feature_dim", "feature_dim"), ("s", "margin_s"), ("m", "margin_m")):
-        if cfg.get(cfg_key) is not None:
-            head[key] = cfg[cfg_key]
-    return Architecture(space=cfg["space"], preset=cfg["preset"], blocks=tuple(blocks),
-                        head=HeadConfig(**head), width_mult=cfg.get("width_mult") or 1.0,
-                        name=name)
-
-
-def layout_for(cfg, image_shape):
-    return decode_space(cfg["space"], cfg["preset"], image_shape, cfg.get("width_mult") or 1.0)

@@ -132,7 +132,7 @@ FBNET = SpaceDef(
     last_channels=1984,
 )
 
-# SE-ResNet-50 shaped space of the seed's FBNet_SE (DESIGN.md section 2).
+# SE-ResNet-50 shaped space of the seed's FBNet_SE (docs/design.md, section 2).
 FBNET_SE = SpaceDef(
     name="fbnet_se",
     description="SE-ResNet-50 shaped space: 16 searchable layers of pre-activation "

@@ -34,25 +34,20 @@ the variables named ``theta_<layer>`` (:data:`THETA_PREFIX`).
 import mxnet as mx
 import numpy as np
 
+from . import theta as theta_
+from .blocks import residual_add
 from .errors import FBNetError
 from .heads import HeadConfig, build_head
-from .blocks import residual_add
-from .network import (DATA_NAME, LABEL_NAME, build_block, build_trunk, can_fold_weights,
-                      check_num_classes)
+from .network import (DATA_NAME, LABEL_NAME, SAMPLE_WEIGHT, build_block, build_trunk,
+                      can_fold_weights, check_num_classes, cross_entropy, padding_weights)
 from .search_space import decode_space
+from .settings import Settings
 
-THETA_PREFIX = "theta_"
-GUMBEL, TEMPERATURE, LUT, SAMPLE_WEIGHT = "gumbel", "temperature", "lut", "sample_weight"
+THETA_PREFIX = theta_.THETA_PREFIX
+GUMBEL, TEMPERATURE, LUT = "gumbel", "temperature", "lut"
 LOSS_FORMS = ("add", "mul")
 NOISE_MODES = ("batch", "sample")
-
-
-def padding_weights(n, valid):
-    """Per-row loss weights: ``n / valid`` for real rows, 0 for the fill of a last batch,
-    so the loss is the mean over the real rows whatever the padding."""
-    weight = np.zeros((n,), dtype=np.float32)
-    weight[:valid] = float(n) / valid
-    return weight
+DEFAULTS = Settings()  # keyword defaults below come from the one definition of settings
 
 
 class Supernet:
@@ -79,8 +74,9 @@ class Supernet:
     space = None  # set by subclasses
 
     def __init__(self, num_classes, lut, preset="seed", image_shape=None, width_mult=1.0,
-                 head=None, feature_dim=None, alpha=0.2, beta=0.6, loss_form="add",
-                 noise="batch", theta_init=1.0):
+                 head=None, feature_dim=None, alpha=DEFAULTS.alpha, beta=DEFAULTS.beta,
+                 loss_form=DEFAULTS.loss_form, noise=DEFAULTS.noise,
+                 theta_init=DEFAULTS.theta_init):
         check_num_classes(num_classes)
         if loss_form not in LOSS_FORMS:
             raise FBNetError("unknown --loss-form %r; choose add (the seed's) or mul (the "
@@ -102,9 +98,17 @@ class Supernet:
         self._symbol = None
 
     # ------------------------------------------------------------ names
+    @classmethod
+    def from_settings(cls, settings, num_classes, lut):
+        """The supernet a resolved :class:`~fbnet_symbol.settings.Settings` describes."""
+        head = HeadConfig(type=settings.model_type, s=settings.margin_s, m=settings.margin_m)
+        return cls(num_classes, lut, settings.preset, settings.image_shape,
+                   settings.width_mult, head, settings.feature_dim, settings.alpha,
+                   settings.beta, settings.loss_form, settings.noise, settings.theta_init)
+
     @property
     def theta_names(self):
-        return [THETA_PREFIX + l.name for l in self.layout.layers]
+        return theta_.theta_names(self.layout)
 
     @property
     def input_names(self):
@@ -160,7 +164,7 @@ class Supernet:
 
         features, dim = build_trunk(data, layout, mixture, self.feature_dim)
         train_logits, plain_logits = build_head(features, label, self.num_classes, dim, self.head)
-        ce = -mx.sym.pick(mx.sym.log_softmax(train_logits, axis=1), label, axis=1)
+        ce = cross_entropy(train_logits, label)
         latency = mx.sym.add_n(*layer_latency, name="latency")  # (1,) or (N,)
         lat_term = self.alpha * mx.sym.pow(mx.sym.log1p(latency), self.beta)
         if self.noise == "batch":
@@ -216,30 +220,36 @@ class Supernet:
     # ------------------------------------------------------------ reading theta
     def split_theta(self, arg_params):
         """{layer name: theta vector} from parameters."""
-        return {l.name: arg_params[THETA_PREFIX + l.name].asnumpy().ravel()
-                for l in self.layout.layers}
+        return theta_.theta_from_params(arg_params, self.layout)
 
     def probabilities(self, theta):
         """P_theta per layer: softmax(theta_l) (no noise, temperature 1)."""
-        from .sampling import probabilities
-        return probabilities(theta)
+        return theta_.probabilities(theta)
 
     def expected_latency(self, theta):
         """E[LAT] under P_theta, in the table's ms."""
-        probs = self.probabilities(theta)
-        return float(sum(np.dot(probs[l.name], self.lut.values[l.index])
-                         for l in self.layout.layers))
+        return theta_.expected_latency(self.layout, self.lut, theta)
 
     def argmax_blocks(self, theta):
-        return [l.candidates[int(np.argmax(theta[l.name]))] for l in self.layout.layers]
+        return theta_.argmax_blocks(self.layout, theta)
+
+
+class FBNet(Supernet):
+    """The paper's space: 22 searchable layers, 9 candidates (``skip`` where shapes match)."""
+    space = "fbnet"
+
+
+class FBNet_SE(Supernet):  # noqa: N801 (the seed's name)
+    """The SE-ResNet-50 shaped space of the seed's FBNet_SE."""
+    space = "fbnet_se"
+
+
+SUPERNETS = {cls.space: cls for cls in (FBNet, FBNet_SE)}
 
 
 def supernet_class(space):
     """The supernet class of a space name."""
-    from .FBNet import FBNet
-    from .FBNet_SE import FBNet_SE
-    classes = {"fbnet": FBNet, "fbnet_se": FBNet_SE}
-    if space not in classes:
+    if space not in SUPERNETS:
         raise FBNetError("unknown search space %r; choose one of: %s"
-                         % (space, ", ".join(classes)))
-    return classes[space]
+                         % (space, ", ".join(SUPERNETS)))
+    return SUPERNETS[space]

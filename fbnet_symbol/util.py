@@ -91,6 +91,27 @@ class StepScheduler(mx.lr_scheduler.LRScheduler):
         return self.base_lr
 
 
+def make_scheduler(settings, batches_per_epoch):
+    """The weight learning-rate schedule ``--lr-scheduler`` names, in updates."""
+    from .errors import FBNetError
+    s = settings
+    if s.lr_scheduler == "cosine_grad":
+        return CosineDecayScheduler_Grad(s.cosine_decay_step or batches_per_epoch, s.t_mul,
+                                         s.m_mul, s.lr_floor, s.lr, s.rise_region)
+    if s.lr_scheduler == "cosine":
+        return CosineScheduler(batches_per_epoch * s.epochs, s.lr, s.lr * s.lr_floor)
+    if s.lr_scheduler == "step":
+        try:
+            epochs = [int(e) for e in (s.lr_step_epochs or "").split(",") if e.strip()]
+        except ValueError:
+            epochs = None
+        if not epochs:
+            raise FBNetError("--lr-scheduler step needs --lr-step-epochs like 30,60")
+        return StepScheduler([e * batches_per_epoch for e in epochs], 0.1, s.lr)
+    raise FBNetError("unknown --lr-scheduler %r; choose cosine_grad, cosine or step"
+                     % s.lr_scheduler)
+
+
 def gumbel_noise(rng, shape, eps=1e-10):
     """Standard Gumbel samples ``-log(-log(u))``, ``u ~ U(eps, 1 - eps)``."""
     u = rng.uniform(eps, 1.0 - eps, size=shape)

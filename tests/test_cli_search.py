@@ -25,6 +25,7 @@ def common(tiny_data, out):
             "--save-model-path", str(out), "--no-progress"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["softmax", "amsoftmax", "arcface"])
 def test_seed_command_line_on_two_cpu_contexts(tiny_data, tmp_path, head):
     out = tmp_path / head
@@ -44,6 +45,7 @@ def read_theta(path):
             for l in open(path).read().splitlines()}
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tiny_data, tmp_path):
     args = ["--batch-size", "8", "--epochs", "4", "--warmup-epochs", "1", "--save-frequence",
             "1", "--seed", "5"]

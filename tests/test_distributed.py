@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from fbnet_symbol.distributed import Collective
-from fbnet_symbol.search import SearchConfig, SearchRun, _exactly
+from fbnet_symbol.distributed import Collective, exactly
+from fbnet_symbol.search import SearchConfig, SearchRun
 from tests.conftest import ROOT, synthetic_lut
 
 # the workers use MXNet's default threaded engine, like users do
@@ -89,6 +89,7 @@ class Launch:
         return "\n".join(self.lines)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("devices", ["cpu", "cpu:0,cpu:1"])
 def test_two_workers_equal_one_process_on_the_combined_batch(dist_data, tmp_path, devices):
     """2 workers + 1 server (each worker on one or two devices): both end with the same
@@ -121,6 +122,7 @@ def test_two_workers_equal_one_process_on_the_combined_batch(dist_data, tmp_path
     assert "worker 1 of 2" in launch.text
 
 
+@pytest.mark.slow
 def test_search_cli_resume_and_fixed_training_on_two_workers(dist_data, tmp_path):
     """test.py as users run it under launch.py: search, resume, then the fixed network."""
     out = tmp_path / "model"
@@ -163,6 +165,7 @@ def test_search_cli_resume_and_fixed_training_on_two_workers(dist_data, tmp_path
     assert (trained / "model-symbol.json").is_file() and (trained / "model-0001.params").is_file()
 
 
+@pytest.mark.slow
 def test_a_killed_worker_stops_everything(dist_data, tmp_path):
     launch = Launch("-n", "2", "-s", "1", PY, "test.py", "--kv-store", "dist_sync",
                     "--train-rec", dist_data["train"], "--theta-rec", dist_data["theta"],
@@ -217,6 +220,7 @@ WORKER_PROBE = ("import os, sys; open(os.path.join(sys.argv[1], 'pid-%d' % os.ge
                 "flush=True); import time; time.sleep(float(sys.argv[2]))")
 
 
+@pytest.mark.slow
 def test_ssh_launcher_runs_remote_commands_and_tears_them_down(tmp_path):
     """The ssh path with a stand-in ssh client (no sshd here): environment, working folder,
     placement over the host file, and remote processes ended when a worker fails."""
@@ -252,9 +256,9 @@ def test_exactly_gives_every_worker_the_same_number_of_steps():
         def __init__(self, pad):
             self.pad = pad
             self.data = [np.zeros((4, 1))]
-    short = list(_exactly([Batch(0), Batch(3)], 4))
+    short = list(exactly([Batch(0), Batch(3)], 4))
     assert [v for _, v in short] == [4, 1, 0, 0]
-    assert [v for _, v in _exactly([Batch(0)] * 5, 2)] == [4, 4]
+    assert [v for _, v in exactly([Batch(0)] * 5, 2)] == [4, 4]
 
 
 def test_single_process_collectives_are_identities():
@@ -270,6 +274,7 @@ def test_dist_kvstore_without_launcher_is_refused(dist_data, tmp_path):
         SearchRun(SearchConfig(**dict(search_config(dist_data, tmp_path), image_shape=None)))
 
 
+@pytest.mark.slow
 def test_workers_started_differently_stop_together_with_one_error(dist_data, tmp_path):
     """The first worker to start uses seed 1, the other seed 2: different initial weights.
     Both must stop with the same error (none may hang waiting for the other)."""
@@ -284,6 +289,7 @@ def test_workers_started_differently_stop_together_with_one_error(dist_data, tmp
     assert "the 2 workers disagree on their settings" in launch.text
 
 
+@pytest.mark.slow
 def test_a_cluster_that_never_forms_is_stopped_after_start_timeout():
     """A worker that never joins (here: never creates a kvstore) would leave scheduler and
     server waiting forever; the launcher gives up after --start-timeout."""

@@ -7,10 +7,11 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fbnet_symbol import latency
+from fbnet_symbol import latency, latency_measure
 from fbnet_symbol.architecture import load_architecture
 from fbnet_symbol.errors import FBNetError
-from fbnet_symbol.latency import LatencyTable, cached_table, load_table, measure_table
+from fbnet_symbol.latency import LatencyTable, load_table
+from fbnet_symbol.latency_measure import cached_table, measure_table
 from fbnet_symbol.latency_validate import candidate_architectures, error_stats
 from fbnet_symbol.search_space import decode_space
 from fbnet_symbol.timing import QUICK
@@ -123,7 +124,7 @@ def test_cached_table_measures_once(tmp_path, monkeypatch):
 
     def fail(*a, **k):
         raise AssertionError("measured again")
-    monkeypatch.setattr(latency, "measure_table", fail)
+    monkeypatch.setattr(latency_measure, "measure_table", fail)
     second, path2 = cached_table(layout, mx.cpu(), 1, policy=QUICK, progress=False)
     assert path2 == path and second.values == first.values
     # another shape is another table
@@ -140,6 +141,7 @@ def test_validation_arithmetic_on_known_numbers():
     assert error_stats([1, 2, 3], [3, 2, 1])["spearman"] == pytest.approx(-1.0)
 
 
+@pytest.mark.slow
 def test_cli_measure_and_validate(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MXNET_ENGINE_TYPE"}
     out = tmp_path / "speed.txt"

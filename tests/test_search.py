@@ -1,4 +1,5 @@
 """The search loop: outputs, device equivalence, exact resume, bad input."""
+import logging
 import os
 
 import mxnet as mx
@@ -23,6 +24,7 @@ def final_params(run):
     return {k: v.asnumpy().copy() for k, v in arg.items()}
 
 
+@pytest.mark.slow
 def test_search_writes_its_outputs(tiny_data, tmp_path):
     out = tmp_path / "model"
     run = SearchRun(config(tiny_data, out, val_rec=tiny_data["val"]))
@@ -48,6 +50,7 @@ def test_search_writes_its_outputs(tiny_data, tmp_path):
     assert "theta_layer1" in arg
 
 
+@pytest.mark.slow
 def test_one_and_two_devices_give_the_same_updates(tiny_data, tmp_path):
     """Same global batch on cpu(0) vs cpu(0)+cpu(1), BN statistics frozen."""
     results = []
@@ -66,6 +69,7 @@ def test_one_and_two_devices_give_the_same_updates(tiny_data, tmp_path):
     assert moved == 22  # the theta stage ran, latency term included
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_ends_with_the_same_theta(tiny_data, tmp_path):
     full = SearchRun(config(tiny_data, tmp_path / "full"))
     full.run()
@@ -82,7 +86,9 @@ def test_resume_after_a_kill_ends_with_the_same_theta(tiny_data, tmp_path):
                                        err_msg="%s (killed at step %d)" % (name, kill_at))
 
 
+@pytest.mark.slow
 def test_damaged_checkpoint_is_skipped(tiny_data, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     out = tmp_path / "model"
     SearchRun(config(tiny_data, out, epochs=2)).run()
     folder = out / "checkpoints"
@@ -90,13 +96,12 @@ def test_damaged_checkpoint_is_skipped(tiny_data, tmp_path, caplog):
     with open(folder / newest, "r+b") as f:
         f.seek(200)
         f.write(b"\x00" * 16)
-    run = SearchRun(config(tiny_data, out, epochs=2, load_model_path=str(out)))
-    run._bind()
-    run._resume(str(out))
-    assert "does not match its checksum" in caplog.text
-    assert run.last_checkpoint.endswith(".params") and newest not in run.last_checkpoint
     with pytest.raises(FBNetError, match="does not match its checksum"):
-        run._resume(str(folder / newest))
+        SearchRun(config(tiny_data, out, epochs=2, load_model_path=str(folder / newest))).run()
+    SearchRun(config(tiny_data, out, epochs=2, load_model_path=str(out))).run()
+    assert "does not match its checksum" in caplog.text
+    resumed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("resumed from")]
+    assert len(resumed) == 1 and ".params" in resumed[0] and newest not in resumed[0]
 
 
 @pytest.mark.parametrize("change,fragment", [

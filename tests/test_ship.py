@@ -18,15 +18,15 @@ ENV = {k: v for k, v in os.environ.items() if k != "MXNET_ENGINE_TYPE"}
 
 
 def ort_python():
-    """The separate Python with onnxruntime (.ci/run builds .ci/ort-venv)."""
+    """The separate Python with onnxruntime (``make test`` builds .venv-ort)."""
     for path in (os.environ.get("FBNET_ORT_PYTHON"),
-                 os.path.join(ROOT, ".ci", "ort-venv", "bin", "python")):
+                 os.path.join(ROOT, ".venv-ort", "bin", "python")):
         if path and os.path.isfile(path):
             return path
     if os.environ.get("CI"):
-        pytest.fail("no onnxruntime environment: .ci/run must build .ci/ort-venv")
-    pytest.skip("no onnxruntime environment; build one: python3 -m venv .ci/ort-venv && "
-                ".ci/ort-venv/bin/pip install -r requirements-onnxruntime.txt")
+        pytest.fail("no onnxruntime environment: .ci/run must build .venv-ort (make test)")
+    pytest.skip("no onnxruntime environment; `make test` builds .venv-ort, or: python3 -m "
+                "venv .venv-ort && .venv-ort/bin/pip install -r requirements-onnxruntime.txt")
 
 
 def searched(tiny_data, tmp_path):
@@ -45,6 +45,7 @@ def sample(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_sample_argmax_and_distinct_samples(tiny_data, tmp_path):
     out, run = searched(tiny_data, tmp_path)
     theta_file = out / "theta-result" / "epoch_1_theta.txt"
@@ -75,6 +76,7 @@ def test_sample_argmax_and_distinct_samples(tiny_data, tmp_path):
     assert res.returncode == 2 and "--output" in res.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["softmax", "arcface"])
 def test_train_fixed_architecture_deploy_and_export(tiny_data, tmp_path, head):
     arch = load_architecture("fbnet_c").replace(preset="seed", width_mult=0.25,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fbnet_symbol.latency import load_table
-from fbnet_symbol.search import freeze_batchnorm
+from fbnet_symbol.network import freeze_batchnorm
 from fbnet_symbol.supernet import supernet_class
 from tests.conftest import synthetic_lut
 

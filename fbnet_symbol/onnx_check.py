@@ -1,9 +1,10 @@
 """Run an ONNX model in onnxruntime and compare with MXNet's saved outputs.
 
 Runs in a separate environment (onnxruntime for Python 3.11 needs numpy >= 1.24, MXNet
-1.9.1 needs numpy < 1.24), so it imports only numpy and onnxruntime:
+1.9.1 needs numpy < 1.24), so it imports only numpy and onnxruntime and is run by path
+(``fbnet_symbol.export`` does this):
 
-    .ci/ort-venv/bin/python tools/onnx_check.py model.onnx reference.npz [--tol 1e-4]
+    .venv-ort/bin/python -I fbnet_symbol/onnx_check.py model.onnx reference.npz [--tol 1e-4]
 
 ``reference.npz`` holds ``input`` and ``output`` arrays written by the exporter. Prints
 one JSON object with ``max_abs_diff`` and exits 1 when it exceeds the tolerance.

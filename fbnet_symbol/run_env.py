@@ -1,0 +1,103 @@
+"""What a run stands on: devices, the kvstore and this worker's rank, and the checked data files.
+
+Set up once from resolved :class:`~fbnet_symbol.settings.Settings`, before any network is
+built, and shared by the trainer and its task. Only rank 0 writes files of record
+(:attr:`RunEnv.writer`); every worker reads its own shard of each split.
+"""
+import logging
+import math
+import os
+
+import numpy as np
+
+from .data import record_iter
+from .recordio import check_recordio
+from .devices import parse_devices
+from .distributed import Collective, check_kvstore_type, create_kvstore
+from .errors import FBNetError
+from .util import add_log_file
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "theta", "val")
+
+
+def derived_seed(*parts):
+    """A 31-bit seed that is a pure function of ``parts`` (e.g. run seed, epoch, stream)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] % (2 ** 31))
+
+
+class RunEnv:
+    """Devices, kvstore, rank and data of one run (``settings`` already resolved)."""
+
+    def __init__(self, settings):
+        s = self.settings = settings
+        self.out = os.path.abspath(s.save_model_path)
+        self.contexts = parse_devices(s.gpu)
+        n = len(self.contexts)
+        if s.batch_size < 1 or s.batch_size % n:
+            raise FBNetError("--batch-size %d is not divisible by the %d devices of --gpu %s; "
+                             "use a multiple of %d" % (s.batch_size, n, s.gpu, n))
+        check_kvstore_type(s.kv_store)
+        if not s.fixed and s.warmup_epochs >= s.epochs:
+            logger.warning("--warmup-epochs %d >= --epochs %d: theta will never be trained",
+                           s.warmup_epochs, s.epochs)
+        # one kvstore per process, created before anything that must agree across workers
+        self.kv = create_kvstore(s.kv_store, n)
+        self.cluster = Collective(self.kv)
+        self.rank, self.num_workers = self.cluster.rank, self.cluster.size
+        self.writer = self.rank == 0  # only rank 0 writes files of record
+        self.progress = s.progress
+        if self.cluster.distributed:
+            if self.writer:  # the other workers log to their console only
+                add_log_file(os.path.join(self.out, "search.log"))
+            else:
+                self.progress = False
+            logger.info("worker %d of %d (kvstore %s)", self.rank, self.num_workers, s.kv_store)
+        if s.embedded:
+            logger.info("no --train-rec given: using the embedded digits data set (%s)",
+                        os.path.dirname(s.train_rec))
+        self.data = self._check_data()
+        self.num_classes = max(self.data["train"].num_classes, self.data["theta"].num_classes)
+        if self.num_classes < 2:
+            raise FBNetError("%s has a single class; a classifier needs at least two"
+                             % s.train_rec)
+
+    @property
+    def image_shape(self):
+        return tuple(self.settings.image_shape)
+
+    def _check_data(self):
+        s = self.settings
+        data = {"train": check_recordio(s.train_rec, what="--train-rec"),
+                "theta": check_recordio(s.theta_rec, what="--theta-rec")}
+        # validation runs on rank 0 only: the other workers need no copy of --val-rec
+        if s.val_rec and self.writer:
+            data["val"] = check_recordio(s.val_rec, what="--val-rec")
+        step = self.num_workers * s.batch_size
+        for split in ("train", "theta"):
+            info = data[split]
+            if self.num_workers > 1 and info.num_records < step:
+                raise FBNetError("--%s-rec %s has %d images, fewer than one step of %d workers "
+                                 "x --batch-size %d; use a smaller --batch-size"
+                                 % (split, info.rec, info.num_records, self.num_workers,
+                                    s.batch_size))
+        return data
+
+    def steps_per_pass(self, split):
+        """Steps of one pass over a split: the same on every worker (a dist_sync step
+        needs all of them), each worker taking ``--batch-size`` images of its shard."""
+        return math.ceil(self.data[split].num_records
+                         / (self.settings.batch_size * self.num_workers))
+
+    def iterator(self, split, epoch, stream, mirror=False):
+        """This worker's shard of ``split`` in epoch ``epoch``'s order (a pure function of
+        the run seed, the epoch and ``stream``, so a resumed run sees the same batches)."""
+        s = self.settings
+        return record_iter(self.data[split].rec, self.image_shape, s.batch_size, shuffle=True,
+                           seed=derived_seed(s.seed, epoch, stream), rand_mirror=mirror,
+                           num_parts=self.num_workers, part_index=self.rank)
+
+    def data_sizes(self):
+        return [self.data["train"].num_records, self.data["theta"].num_records,
+                self.num_classes]

@@ -1,0 +1,257 @@
+"""Every setting of a run, defined once: field, default, help, flag, and whether a resume must match.
+
+:class:`Settings` is the single source. ``test.py``'s parser is generated from it
+(:func:`build_parser`), the library reads it, checkpoints record it, and a resumed or
+distributed run compares the fields marked ``resume``. A setting whose default depends on
+the kind of run (``None`` below) is filled by :func:`resolve` from one of the named
+:data:`RUN_PRESETS`; :func:`resolve` returns a new object and never changes its argument.
+"""
+import argparse
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from typing import Optional
+
+from .errors import FBNetError
+from .heads import HEAD_DEFAULTS
+from .search_space import PRESETS, SPACES, get_preset, parse_image_shape
+
+GROUPS = {"network": "space and network", "data": "devices and data", "search": "search",
+          "optimizer": "weight optimizer (SGD)", "run": "checkpoints and logging"}
+
+
+def setting(default=None, help="", group="search", flags=None, resume=False, cli=True,
+            **argparse_kw):
+    """A field of :class:`Settings` with what the parser and the resume check need."""
+    meta = dict(help=help, group=group, flags=flags, resume=resume, cli=cli,
+                argparse=argparse_kw)
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A search or a fixed-architecture training; ``None``: decided by :func:`resolve`."""
+
+    # ---- space and network
+    space: str = setting("fbnet", "search space", "network", resume=True,
+                         choices=sorted(SPACES))
+    preset: Optional[str] = setting(None, "default: seed; with --arch: the architecture's",
+                                    "network", resume=True, choices=sorted(PRESETS))
+    image_shape: Optional[tuple] = setting(
+        None, "C,H,W (on your data, unset: the --preset's: seed 3,108,108, paper 3,224,224)",
+        "network",
+        resume=True, type=lambda text: _as_argument(parse_image_shape, text))
+    width_mult: Optional[float] = setting(
+        None, "channel multiplier; with --arch: the architecture's", "network", resume=True,
+        type=float)
+    model_type: Optional[str] = setting(
+        None, "classifier head (default: softmax; with --arch: the architecture's)",
+        "network", resume=True, choices=sorted(HEAD_DEFAULTS))
+    arch: Optional[object] = setting(
+        None, "train this architecture from scratch instead of searching: a shipped name "
+        "(fbnet_a/b/c), an architecture .json or JSON", "network")
+    feature_dim: Optional[int] = setting(
+        None, "embedding size before the head (default: the preset's; 0: none)", "network",
+        resume=True, type=int)
+    margin_s: Optional[float] = setting(None, "scale of amsoftmax/arcface (30 / 64)",
+                                        "network", type=float)
+    margin_m: Optional[float] = setting(None, "margin of amsoftmax/arcface (0.3 / 0.5)",
+                                        "network", type=float)
+    # ---- devices and data
+    gpu: Optional[str] = setting(
+        None, "devices: 0,1,2,3 for GPUs, cpu or cpu:0,cpu:1 for CPU contexts (default: GPU "
+        "0 if any, else the CPU)", "data", flags=("--gpu", "--gpus"))
+    batch_size: int = setting(32, "global batch, split over devices (per worker with "
+                              "dist_sync)", "data", resume=True, type=int)
+    train_rec: Optional[str] = setting(
+        None, "weight split (.rec with .idx beside it); with --theta-rec. Neither: the "
+        "embedded digits data set", "data")
+    theta_rec: Optional[str] = setting(None, "theta split (.rec)", "data")
+    val_rec: Optional[str] = setting(None, "held-out split: top-1 each epoch", "data")
+    rand_mirror: bool = setting(False, "random horizontal flips", "data", action="store_true")
+    kv_store: str = setting(
+        "local", "local or device (one machine); dist_sync: several machines, started with "
+        "launch.py (--batch-size is then per worker)", "data")
+    # ---- search
+    epochs: Optional[int] = setting(None, "passes over the weight split", type=int)
+    warmup_epochs: Optional[int] = setting(None, "first epochs that train the weights only",
+                                           resume=True, type=int)
+    lut: Optional[str] = setting(None, "latency table (.txt or .json); default: a cached "
+                                 "table measured on the first device")
+    lut_batch_size: int = setting(1, "batch size the latency table is for", type=int)
+    alpha: float = setting(0.2, "weight of the latency term", resume=True, type=float)
+    beta: float = setting(0.6, "exponent of the latency term", resume=True, type=float)
+    loss_form: str = setting("add", "CE + a*log(1+LAT)^b (seed) or CE * a*log(1+LAT)^b "
+                             "(paper)", resume=True, choices=["add", "mul"])
+    noise: str = setting("batch", "one Gumbel draw per batch or per sample", resume=True,
+                         flags=("--gumbel-noise",), choices=["batch", "sample"])
+    theta_init: float = setting(1.0, "initial value of every theta entry", type=float)
+    theta_lr: float = setting(0.01, "Adam", type=float)
+    theta_wd: float = setting(5e-4, "theta weight decay", type=float)
+    temperature: float = setting(5.0, "initial Gumbel-softmax temperature", resume=True,
+                                 type=float)
+    temperature_decay: float = setting(0.956, "per epoch", resume=True, type=float)
+    # ---- weight optimizer
+    lr: Optional[float] = setting(
+        None, "SGD learning rate (a single network, without the supernet's averaging over "
+        "candidates, needs a smaller step)", "optimizer", resume=True, type=float)
+    wd: float = setting(1e-4, "weight decay", "optimizer", type=float)
+    momentum: float = setting(0.9, "SGD momentum", "optimizer", type=float)
+    lr_scheduler: str = setting("cosine_grad", "the seed's cosine with linear rise, plain "
+                                "cosine, or steps", "optimizer", resume=True,
+                                choices=["cosine_grad", "cosine", "step"])
+    cosine_decay_step: Optional[int] = setting(
+        None, "first cosine period in updates (default: one epoch)", "optimizer", type=int)
+    t_mul: float = setting(2.0, "cosine_grad: period multiplier after each restart",
+                           "optimizer", type=float)
+    m_mul: float = setting(0.9, "cosine_grad: peak multiplier after each restart",
+                           "optimizer", type=float)
+    lr_floor: float = setting(0.001, "lowest learning rate, as a fraction of --lr",
+                              "optimizer", type=float)
+    rise_region: int = setting(100, "updates of linear rise after each restart",
+                               "optimizer", type=int)
+    lr_step_epochs: Optional[str] = setting(None, "for --lr-scheduler step: 30,60",
+                                            "optimizer")
+    # ---- checkpoints and logging
+    save_model_path: str = setting("./model", "output folder", "run")
+    save_frequence: int = setting(2000, "also checkpoint every N batches (0: epoch ends "
+                                  "only)", "run", type=int)
+    load_model_path: Optional[str] = setting(
+        None, "resume: a folder (newest good checkpoint) or a .params file", "run")
+    keep_checkpoints: int = setting(3, "checkpoints kept in checkpoints/", "run", type=int)
+    log_frequence: int = setting(50, "log every N batches", "run", type=int)
+    seed: int = setting(0, "seed of initialisation, data order and Gumbel noise", "run",
+                        resume=True, type=int)
+    progress: bool = setting(True, "no progress bars", "run", flags=("--no-progress",),
+                             action="store_false")
+    # ---- not on the command line
+    freeze_bn: bool = setting(False, "BN uses moving statistics (device-equivalence tests)",
+                              cli=False)
+    run_preset: Optional[str] = setting(None, "which RUN_PRESETS entry filled the defaults",
+                                        cli=False)
+    extra: dict = setting({}, "free-form settings recorded with the run", cli=False)
+
+    def to_dict(self):
+        """JSON-ready: tuples as lists, an Architecture as its dict."""
+        d = asdict(self)
+        d["image_shape"] = list(self.image_shape) if self.image_shape else None
+        if self.arch is not None and not isinstance(self.arch, (str, dict)):
+            d["arch"] = self.arch.to_dict()
+        return d
+
+    def resume_view(self):
+        """The settings a checkpoint records and a resume or another worker must match."""
+        d = self.to_dict()
+        return {k: d[k] for k in RESUME_KEYS}
+
+    @property
+    def fixed(self):
+        """True when training one architecture rather than searching."""
+        return self.arch is not None
+
+    @property
+    def embedded(self):
+        return self.run_preset is not None and self.run_preset.endswith("embedded")
+
+
+def _as_argument(parse, text):
+    try:
+        return parse(text)
+    except FBNetError as e:  # argparse shows an ArgumentTypeError's own message
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+RESUME_KEYS = tuple(f.name for f in fields(Settings) if f.metadata["resume"])
+
+# Defaults that depend on the kind of run: on the user's data a search follows the paper's
+# schedule; the embedded digits get a ~5-minute demonstration on 2 CPU cores; a fixed
+# architecture has no warm-up and a smaller step (no supernet averaging its branches).
+RUN_PRESETS = {
+    "search": dict(epochs=90, warmup_epochs=10, width_mult=1.0, lr=0.05),
+    "search-embedded": dict(epochs=6, warmup_epochs=2, width_mult=0.5, lr=0.05,
+                            image_shape=(3, 16, 16)),
+    "train": dict(epochs=90, warmup_epochs=0, lr=0.01),
+    "train-embedded": dict(epochs=10, warmup_epochs=0, lr=0.01, image_shape=(3, 16, 16)),
+}
+
+
+def resolve(settings, embedded_data=None):
+    """A copy of ``settings`` with every ``None`` default filled and ``--arch`` applied.
+
+    ``embedded_data``: a callable returning ``{"train", "theta", "val"}`` paths, used when
+    neither ``train_rec`` nor ``theta_rec`` is given.
+    """
+    s = settings
+    if bool(s.train_rec) != bool(s.theta_rec):
+        raise FBNetError("give both --train-rec (weight split) and --theta-rec (theta split); "
+                         "to split one file 80/20 run: python -m fbnet_symbol.data split "
+                         "FILE.rec --out-a train --out-b theta")
+    embedded = not s.train_rec
+    name = ("train" if s.fixed else "search") + ("-embedded" if embedded else "")
+    preset = RUN_PRESETS[name]
+    changes = {k: v for k, v in preset.items() if getattr(s, k) is None}
+    changes["run_preset"] = name
+    if embedded:
+        paths = embedded_data()
+        changes.update(train_rec=paths["train"], theta_rec=paths["theta"],
+                       val_rec=s.val_rec or paths["val"])
+    if s.fixed:
+        from .architecture import load_architecture
+        arch = load_architecture(s.arch).overridden(s.preset, s.width_mult, s.model_type,
+                                                    s.feature_dim, s.margin_s, s.margin_m)
+        changes.update(arch=arch, space=arch.space, preset=arch.preset,
+                       width_mult=arch.width_mult, model_type=arch.head.type)
+    else:
+        changes.setdefault("preset", s.preset or "seed")
+        changes.setdefault("model_type", s.model_type or "softmax")
+    out = replace(s, **changes)
+    shape = out.image_shape or get_preset(out.preset).image_shape
+    out = replace(out, image_shape=tuple(parse_image_shape(shape)))
+    if out.epochs < 1 or out.warmup_epochs < 0:
+        raise FBNetError("--epochs must be >= 1 and --warmup-epochs >= 0")
+    return out
+
+
+# ---------------------------------------------------------------- the command line
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, except for on/off flags and settings whose default is decided
+    per run (``None``; their help says how)."""
+
+    def _get_help_string(self, action):
+        if action.nargs == 0 or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _preset_defaults(name):
+    """`` (unset: search 90, search-embedded 6, ...)`` for a setting the run presets fill."""
+    values = ["%s %s" % (preset, ",".join(map(str, v)) if isinstance(v, tuple) else v)
+              for preset, values in RUN_PRESETS.items() for key, v in values.items()
+              if key == name]
+    return " (unset: %s)" % "; ".join(values) if values else ""
+
+
+def build_parser(parser_class=argparse.ArgumentParser, **kw):
+    """``test.py``'s parser, one flag per CLI field of :class:`Settings`, in groups."""
+    p = parser_class(formatter_class=_HelpFormatter, **kw)
+    groups = {key: p.add_argument_group(title) for key, title in GROUPS.items()}
+    for f in fields(Settings):
+        m = f.metadata
+        if not m["cli"]:
+            continue
+        flags = m["flags"] or ("--" + f.name.replace("_", "-"),)
+        kw = dict(m["argparse"], dest=f.name, help=m["help"] + _preset_defaults(f.name))
+        if f.default is not MISSING and f.default is not None and "action" not in kw:
+            kw["default"] = f.default
+        elif kw.get("action"):
+            kw["default"] = f.default
+        groups[m["group"]].add_argument(*flags, **kw)
+    return p
+
+
+def from_args(args):
+    """Settings from parsed arguments (every CLI field has its own ``dest``)."""
+    return Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)
+                       if f.metadata["cli"]})
+

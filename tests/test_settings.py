@@ -1,0 +1,88 @@
+"""One source of settings: the parser is generated from Settings; presets fill what is unset."""
+import dataclasses
+
+import pytest
+
+from fbnet_symbol.errors import FBNetError
+from fbnet_symbol.settings import (RESUME_KEYS, RUN_PRESETS, Settings, build_parser,
+                                   from_args, resolve)
+
+EMBEDDED = {"train": "/cache/train.rec", "theta": "/cache/theta.rec", "val": "/cache/val.rec"}
+
+
+def embedded():
+    return dict(EMBEDDED)
+
+
+def test_parser_has_one_flag_per_cli_field_with_its_default():
+    parser = build_parser()
+    dests = {a.dest: a for a in parser._actions if a.dest != "help"}
+    cli = [f for f in dataclasses.fields(Settings) if f.metadata["cli"]]
+    assert sorted(dests) == sorted(f.name for f in cli)
+    for f in cli:
+        assert dests[f.name].default == f.default, f.name
+    # parsing nothing gives the dataclass defaults
+    assert from_args(parser.parse_args([])) == Settings()
+
+
+def test_the_seeds_command_line_maps_onto_settings():
+    args = build_parser().parse_args("--gpu 0,1,2,3 --log-frequence 50 --model-type softmax "
+                                     "--batch-size 32 --load-model-path ./model".split())
+    s = from_args(args)
+    assert (s.gpu, s.log_frequence, s.model_type, s.batch_size, s.load_model_path) == \
+        ("0,1,2,3", 50, "softmax", 32, "./model")
+    s = from_args(build_parser().parse_args(["--gpus", "1", "--gumbel-noise", "sample",
+                                             "--no-progress", "--image-shape", "3,32,32"]))
+    assert (s.gpu, s.noise, s.progress, s.image_shape) == ("1", "sample", False, (3, 32, 32))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--image-shape", "3,32"])
+
+
+def test_resume_keys_are_the_settings_that_shape_a_run():
+    assert set(RESUME_KEYS) == {
+        "space", "preset", "image_shape", "width_mult", "model_type", "feature_dim", "noise",
+        "loss_form", "alpha", "beta", "batch_size", "seed", "warmup_epochs", "lr",
+        "lr_scheduler", "temperature", "temperature_decay"}
+
+
+@pytest.mark.parametrize("kw,preset", [
+    ({"train_rec": "a.rec", "theta_rec": "b.rec"}, "search"),
+    ({}, "search-embedded"),
+    ({"train_rec": "a.rec", "theta_rec": "b.rec", "arch": "fbnet_b"}, "train"),
+    ({"arch": "fbnet_b"}, "train-embedded"),
+])
+def test_resolve_fills_unset_values_from_one_named_preset(kw, preset):
+    given = Settings(**kw)
+    s = resolve(given, embedded)
+    assert s.run_preset == preset and given.run_preset is None  # the caller's is untouched
+    for key, value in RUN_PRESETS[preset].items():
+        assert getattr(s, key) == value, key
+    assert s.image_shape is not None and s.epochs >= 1
+    if preset.endswith("embedded"):
+        assert (s.train_rec, s.theta_rec, s.val_rec) == (EMBEDDED["train"],
+                                                         EMBEDDED["theta"], EMBEDDED["val"])
+    # explicit values win over every preset
+    s = resolve(dataclasses.replace(given, epochs=3, lr=0.5, image_shape=(3, 8, 8)), embedded)
+    assert (s.epochs, s.lr, s.image_shape) == (3, 0.5, (3, 8, 8))
+
+
+def test_arch_decides_space_preset_width_and_head_unless_given():
+    arch = '{"space": "fbnet_se", "preset": "paper", "blocks": %s, "width_mult": 0.25, ' \
+           '"head": {"type": "arcface"}}' % str(["basic"] * 16).replace("'", '"')
+    s = resolve(Settings(arch=arch), embedded)
+    assert (s.space, s.preset, s.width_mult, s.model_type) == ("fbnet_se", "paper", 0.25,
+                                                               "arcface")
+    assert s.image_shape == (3, 16, 16) and s.fixed
+    s = resolve(Settings(arch=arch, preset="seed", width_mult=0.5, model_type="softmax"),
+                embedded)
+    assert (s.preset, s.width_mult, s.model_type) == ("seed", 0.5, "softmax")
+    assert s.arch.preset == "seed" and s.arch.head.type == "softmax"
+
+
+def test_real_data_gets_the_presets_image_shape_and_bad_values_one_line():
+    s = resolve(Settings(train_rec="a.rec", theta_rec="b.rec", preset="paper"), embedded)
+    assert s.image_shape == (3, 224, 224) and s.model_type == "softmax"
+    with pytest.raises(FBNetError, match="give both --train-rec"):
+        resolve(Settings(train_rec="a.rec"), embedded)
+    with pytest.raises(FBNetError, match="--epochs must be >= 1"):
+        resolve(Settings(epochs=0), embedded)
