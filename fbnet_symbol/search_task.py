@@ -14,11 +14,10 @@ import os
 import numpy as np
 
 from . import theta as theta_
-from .architecture import architecture_from_settings
+from .architecture import architecture_from_settings, layout_from_settings
 from .fileio import atomic_write
 from .latency import LatencyTable, load_table
 from .latency_measure import cached_table
-from .search_space import decode_space
 from .supernet import supernet_class
 from .trainer import WEIGHT, ParamGroup, Task
 from .util import gumbel_noise, step_rng
@@ -64,7 +63,7 @@ class SearchTask(Task):
     def __init__(self, env):
         self.env = env
         s = self.settings = env.settings
-        self.layout = decode_space(s.space, s.preset, env.image_shape, s.width_mult)
+        self.layout = layout_from_settings(s)
         self.table, self.table_path = shared_latency_table(env, self.layout)
         self.net = supernet_class(s.space).from_settings(s, env.num_classes, self.table)
 
