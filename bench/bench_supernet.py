@@ -41,6 +41,7 @@ def main(argv=None):
     if args.profile:  # must be set before MXNet builds its executors
         os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"
 
+    import fbnet_symbol  # noqa: F401  (first: it gives MXNet the machine's cores)
     import mxnet as mx
     import numpy as np
     from fbnet_symbol.devices import parse_devices
@@ -50,6 +51,7 @@ def main(argv=None):
     from fbnet_symbol.search_task import theta_group
     from fbnet_symbol.settings import Settings
     from fbnet_symbol.supernet import supernet_class
+    from fbnet_symbol.threads import omp_threads
     from fbnet_symbol.trainer import WEIGHT, bind_modules, weight_optimizer_params
 
     shape = parse_image_shape(args.image_shape)
@@ -72,7 +74,8 @@ def main(argv=None):
     result = {"space": args.space, "preset": args.preset, "image_shape": list(shape),
               "batch_size": args.batch_size, "width_mult": args.width_mult,
               "devices": [str(c) for c in contexts],
-              "engine": os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice")}
+              "engine": os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice"),
+              "omp_threads": omp_threads()}
     for stage, mod in (("weight", weight_mod), ("theta", theta_mod)):
         times = []
         for i in range(args.warmup + args.steps):
@@ -92,10 +95,11 @@ def main(argv=None):
     if args.json:
         print(json.dumps(result))
     else:
-        print("%s/%s %s batch %d on %s: weight step %.1f samples/s (%.0f ms), theta step "
-              "%.1f samples/s (%.0f ms), peak RSS %.0f MiB"
+        print("%s/%s %s batch %d on %s, %d threads: weight step %.1f samples/s (%.0f ms), "
+              "theta step %.1f samples/s (%.0f ms), peak RSS %.0f MiB"
               % (args.space, args.preset, "x".join(map(str, shape)), args.batch_size,
-                 ",".join(result["devices"]), result["weight_samples_per_s"],
+                 ",".join(result["devices"]), result["omp_threads"],
+                 result["weight_samples_per_s"],
                  result["weight_step_ms"], result["theta_samples_per_s"],
                  result["theta_step_ms"], result["peak_rss_mib"]))
     if args.profile and not args.json:

@@ -12,6 +12,7 @@ import re
 import mxnet as mx
 
 from .errors import FBNetError
+from .threads import omp_threads
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,6 @@ def runtime_info():
     return {
         "mxnet_version": mx.__version__,
         "backend": {name.lower(): feats.is_enabled(name) for name in ("MKLDNN", "CUDA", "CUDNN")},
-        "threads": int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1),
+        "omp_threads": omp_threads(),
         "engine": os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice"),
     }

@@ -19,12 +19,16 @@ head``. In the seed preset a block's entry includes the BatchNorm before its lay
 Measuring and caching: :mod:`fbnet_symbol.latency_measure`.
 """
 import json
+import logging
 import os
 
 import numpy as np
 
 from .errors import FBNetError
 from .fileio import atomic_write, atomic_write_json
+from .threads import omp_threads
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "fbnet_symbol.latency/1"
 MIN_MS = 1e-3
@@ -99,6 +103,8 @@ class LatencyTable:
                 if have != value:
                     raise FBNetError("%s was measured for %s=%s but this run uses %s=%s; %s"
                                      % (self.source, key, _fmt(have), key, _fmt(value), hint))
+        if self.meta:
+            self._warn_if_other_threads()
         if len(self.values) != layout.num_layers:
             raise FBNetError("%s has %d rows but space %r has %d searchable layers; %s"
                              % (self.source, len(self.values), layout.space.name,
@@ -121,6 +127,17 @@ class LatencyTable:
                 raise FBNetError("%s row %d has a non-positive or non-finite latency (%s); "
                                  "re-measure the table" % (self.source, layer.index + 1, bad[0]))
         return self
+
+    def _warn_if_other_threads(self):
+        """A table measured with another thread count ranks blocks differently (heavy
+        blocks gain more from threads); say so rather than reuse it silently."""
+        now = omp_threads()
+        then = self.meta.get("omp_threads")
+        if then != now:
+            logger.warning("%s was measured with %s MXNet threads, this run uses %d; "
+                           "re-measure it with block_speed_test.py for predictions that "
+                           "match this run", self.source,
+                           then if then is not None else "an unrecorded number of", now)
 
     # ------------------------------------------------------------ use
     def cost(self, layout, layer_index, candidate):

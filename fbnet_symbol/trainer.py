@@ -28,6 +28,7 @@ from .errors import FBNetError
 from .fileio import atomic_write_json
 from .network import LABEL_NAME, freeze_batchnorm
 from .run_state import RunState
+from .threads import omp_threads
 from .util import make_scheduler
 
 logger = logging.getLogger(__name__)
@@ -212,7 +213,8 @@ class Trainer:
         if env.writer:
             os.makedirs(env.out, exist_ok=True)
             atomic_write_json(os.path.join(env.out, "args.json"), dict(
-                s.to_dict(), num_classes=env.num_classes, num_workers=env.num_workers))
+                s.to_dict(), num_classes=env.num_classes, num_workers=env.num_workers,
+                omp_threads=omp_threads()))
             task.start()
         self.bind()
         if s.load_model_path:
@@ -221,9 +223,10 @@ class Trainer:
                               env.rank if env.cluster.distributed else None)
         self._check_workers_agree("at the start")
         self._stop_at = None if stop_after_steps is None else state.global_step + stop_after_steps
-        logger.info("%s %s/%s at %s on %s: %d classes, batch %d, %d epochs (%d warm-up), "
-                    "%d weight / %d theta images", task.describe(), s.space, s.preset,
-                    "x".join(map(str, env.image_shape)), ",".join(map(str, env.contexts)),
+        logger.info("%s %s/%s at %s on %s (%d threads): %d classes, batch %d, %d epochs "
+                    "(%d warm-up), %d weight / %d theta images", task.describe(), s.space,
+                    s.preset, "x".join(map(str, env.image_shape)),
+                    ",".join(map(str, env.contexts)), omp_threads(),
                     env.num_classes, s.batch_size, s.epochs, s.warmup_epochs,
                     env.data["train"].num_records, env.data["theta"].num_records)
         start_epoch, start_stage, start_batch = state.position

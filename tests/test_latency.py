@@ -15,7 +15,7 @@ from fbnet_symbol.latency_measure import cached_table, measure_table
 from fbnet_symbol.latency_validate import candidate_architectures, error_stats
 from fbnet_symbol.search_space import decode_space
 from fbnet_symbol.timing import QUICK
-from tests.conftest import ROOT
+from tests.conftest import ROOT, synthetic_lut
 
 SEED = decode_space("fbnet", "seed")
 
@@ -130,6 +130,22 @@ def test_cached_table_measures_once(tmp_path, monkeypatch):
     # another shape is another table
     with pytest.raises(AssertionError, match="measured again"):
         cached_table(decode_space("fbnet", "seed", (3, 8, 8), 0.25), mx.cpu(), 1)
+    # so is another thread count: the cache does not hand it over silently
+    monkeypatch.setenv("MXNET_OMP_MAX_THREADS", str(first.meta["omp_threads"] + 1))
+    with pytest.raises(AssertionError, match="measured again"):
+        cached_table(layout, mx.cpu(), 1)
+
+
+def test_a_table_of_another_thread_count_is_named(tmp_path, monkeypatch, caplog):
+    layout = decode_space("fbnet", "seed", (3, 8, 8), 0.25)
+    table = load_table(synthetic_lut(tmp_path / "t.txt"))
+    monkeypatch.setenv("MXNET_OMP_MAX_THREADS", "2")
+    table.meta["omp_threads"] = 2
+    table.check(layout, 1)
+    assert "threads" not in caplog.text
+    table.meta["omp_threads"] = 1
+    table.check(layout, 1)
+    assert "measured with 1 MXNet threads, this run uses 2" in caplog.text
 
 
 def test_validation_arithmetic_on_known_numbers():
