@@ -53,10 +53,23 @@ def main(argv=None):
     print("search finished: %d epochs, expected latency %.3f ms%s" % (
         summary["epochs"], summary["expected_latency_ms"] or float("nan"),
         ", supernet val top-1 %.3f" % val if val is not None else ""))
+    if summary.get("entropy") is not None:
+        print("  P_theta: entropy %.2f of uniform's (mean over %d layers; 1 = uniform, 0 = one "
+              "block each); the argmax blocks hold %.2f of their layer's probability on "
+              "average (uniform: %.2f); %d layers decided (>= 0.5)"
+              % (summary["entropy"], summary["num_layers"], summary["argmax_probability"],
+                 summary["uniform_probability"], summary["decided_layers"]))
+        print("  expected latency %.3f ms at the start -> %.3f ms at the end (%+.1f%%); argmax "
+              "network %.3f ms" % (summary["initial_expected_latency_ms"],
+                                   summary["expected_latency_ms"],
+                                   100 * (summary["expected_latency_ms"]
+                                          / summary["initial_expected_latency_ms"] - 1),
+                                   summary["argmax_latency_ms"]))
     print("results in %s:" % summary["save_model_path"])
     print("  arch.json          most likely architecture (argmax of theta)")
     print("  theta-result/      theta of every epoch (epoch_N_theta.txt)")
-    print("  distribution.png   P_theta per layer; latency.png  expected latency per epoch")
+    print("  distribution.png   P_theta per layer; theta.png  P_theta per layer over the epochs")
+    print("  latency.png        expected latency and top-1 per epoch")
     print("  history.json, search.log, args.json, lut.txt/lut.json")
     print("  checkpoints/       resume with --load-model-path %s" % summary["save_model_path"])
     return 0

@@ -41,7 +41,6 @@ def main(argv=None):
     if args.profile:  # must be set before MXNet builds its executors
         os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"
 
-    import fbnet_symbol  # noqa: F401  (first: it gives MXNet the machine's cores)
     import mxnet as mx
     import numpy as np
     from fbnet_symbol.devices import parse_devices

@@ -12,10 +12,6 @@ __version__ = "0.1.0"
 os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
 os.environ.setdefault("MXNET_UPDATE_ON_KVSTORE", "0")
 
-from .threads import use_cores  # noqa: E402  (imports no MXNet)
-
-use_cores()  # every core this process is given, unless the user set a thread count
-
 from .errors import FBNetError  # noqa: F401,E402
 from .search_space import SPACES, PRESETS, decode_space, get_space  # noqa: F401,E402
 from .architecture import Architecture, load_architecture, NAMED_ARCHITECTURES  # noqa: F401,E402

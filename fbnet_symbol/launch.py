@@ -28,7 +28,6 @@ import sys
 import threading
 import time
 
-from . import threads
 from .cli import ArgumentParser, run
 from .errors import FBNetError
 
@@ -179,9 +178,6 @@ class Cluster:
             role_env = dict(cluster_env, DMLC_ROLE=role)
             if a.launcher == "local":
                 role_env["DMLC_NODE_HOST"] = root  # keep the cluster on loopback
-                if threads.set_here():  # the workers share this machine's cores
-                    role_env["MXNET_OMP_MAX_THREADS"] = str(
-                        max(1, threads.cores() // a.num_workers) if role == "worker" else 1)
                 self.members.append(Member(role, i, host, argv, dict(os.environ, **role_env)))
             else:
                 ssh = shlex.split(a.ssh_command) + list(SSH_OPTIONS) + [

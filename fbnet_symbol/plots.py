@@ -1,4 +1,4 @@
-"""PNG plots of a search: the architecture distribution and the expected latency."""
+"""PNG plots of a search: P_theta, its path over the epochs, expected latency and accuracy."""
 import io
 
 import numpy as np
@@ -52,21 +52,53 @@ def plot_distribution(layout, probabilities, path, title="", chosen=None):
 
 
 def plot_latency(history, path, title=""):
-    """Expected latency of P_theta per epoch (and the theta-split CE where known)."""
+    """Expected latency of P_theta per epoch, and the accuracies known per epoch."""
     plt = _pyplot()
     epochs = [h["epoch"] for h in history]
-    lat = [h["expected_latency_ms"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(epochs, lat, "o-", label="expected latency E[LAT] (ms)")
+    ax.plot(epochs, [h["expected_latency_ms"] for h in history], "o-",
+            label="expected latency E[LAT] (ms)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("ms")
-    ce = [(h["epoch"], h["theta_ce"]) for h in history if h.get("theta_ce") is not None]
-    if ce:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*ce), "s--", color="tab:orange", label="CE on the theta split")
-        ax2.set_ylabel("cross-entropy")
-        ax2.legend(loc="upper right", fontsize=8)
+    ax2 = ax.twinx()
+    for key, style, label in (("theta_acc", "s--", "top-1, theta split (training)"),
+                              ("val_acc", "^--", "top-1, validation split")):
+        points = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
+        if points:
+            ax2.plot(*zip(*points), style, label=label)
+    ax2.set_ylabel("top-1")
+    ax2.legend(loc="upper right", fontsize=8)
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_theta_history(layout, history, path, title=""):
+    """P_theta of every layer over the epochs: one small panel per layer, a line per
+    candidate (the records' ``probabilities``)."""
+    plt = _pyplot()
+    records = [h for h in history if h.get("probabilities")]
+    if not records:
+        return
+    epochs = [h["epoch"] for h in records]
+    names = list(layout.space.candidate_names)
+    colours = plt.get_cmap("tab10")
+    cols = 6
+    rows = (layout.num_layers + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 1.6 * rows + 0.8), sharex=True,
+                             sharey=True, squeeze=False)
+    for ax in axes.ravel()[layout.num_layers:]:
+        ax.axis("off")
+    for layer, ax in zip(layout.layers, axes.ravel()):
+        for i, c in enumerate(layer.candidates):
+            ax.plot(epochs, [h["probabilities"][layer.name][i] for h in records],
+                    color=colours(names.index(c) % 10), lw=1.2, label=c)
+        ax.set_title(layer.name, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.tick_params(labelsize=7)
+    handles = [plt.Line2D([], [], color=colours(i % 10), label=n) for i, n in enumerate(names)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(names), 9), fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
     _save(fig, path)

@@ -113,9 +113,14 @@ class SearchTask(Task):
     def epoch_record(self, arg_params):
         theta = self.net.split_theta(arg_params)
         blocks = theta_.argmax_blocks(self.layout, theta)
+        spread = theta_.concentration(self.layout, theta)
+        probs = theta_.probabilities(theta)
         return {"expected_latency_ms": theta_.expected_latency(self.layout, self.table, theta),
                 "argmax_latency_ms": self.table.blocks_latency(self.layout, blocks),
-                "blocks": blocks}
+                "blocks": blocks, "entropy": spread["entropy"],
+                "argmax_probability": spread["argmax_probability"],
+                "decided_layers": spread["decided_layers"],
+                "probabilities": {k: [round(float(x), 6) for x in v] for k, v in probs.items()}}
 
     def write_epoch(self, trainer, epoch, record):
         out = self.env.out
@@ -127,14 +132,15 @@ class SearchTask(Task):
         atomic_write(os.path.join(out, "theta-result", "epoch_%d_arch.json" % epoch),
                      arch.to_json())
         self._plots(theta_.probabilities(theta), record["blocks"], trainer.state.history)
-        logger.info("epoch %d done: T %.3f, expected latency %.3f ms (argmax %.3f ms)%s%s",
+        logger.info("epoch %d done: T %.3f, expected latency %.3f ms (argmax %.3f ms), "
+                    "P_theta entropy %.3f of uniform%s%s",
                     epoch, record["temperature"], record["expected_latency_ms"],
-                    record["argmax_latency_ms"],
+                    record["argmax_latency_ms"], record["entropy"],
                     ", theta CE %.4f" % record["theta_ce"] if "theta_ce" in record else "",
                     ", val acc %.4f" % record["val_acc"] if "val_acc" in record else "")
 
     def _plots(self, probs, blocks, history):
-        from .plots import plot_distribution, plot_latency
+        from .plots import plot_distribution, plot_latency, plot_theta_history
         s, out = self.settings, self.env.out
         chosen = {l.name: b for l, b in zip(self.layout.layers, blocks)}
         plot_distribution(self.layout, probs, os.path.join(out, "distribution.png"),
@@ -143,6 +149,8 @@ class SearchTask(Task):
         plot_latency(history, os.path.join(out, "latency.png"),
                      "expected latency of P_theta (table: %s)"
                      % os.path.basename(self.table_path))
+        plot_theta_history(self.layout, history, os.path.join(out, "theta.png"),
+                           "P_theta per layer over the epochs (%s/%s)" % (s.space, s.preset))
 
     def checkpoint_meta(self, epoch):
         return {"temperature": self.temperature(epoch), "theta_names": self.net.theta_names}
@@ -151,4 +159,19 @@ class SearchTask(Task):
         last = history[-1] if history else {}
         return {"theta": os.path.join(self.env.out, "theta-result"), "epochs": len(history),
                 "blocks": last.get("blocks"),
-                "expected_latency_ms": last.get("expected_latency_ms")}
+                "expected_latency_ms": last.get("expected_latency_ms"),
+                "initial_expected_latency_ms": self.initial_expected_latency(),
+                "argmax_latency_ms": last.get("argmax_latency_ms"),
+                "entropy": last.get("entropy"),
+                "argmax_probability": last.get("argmax_probability"),
+                "uniform_probability": theta_.concentration(
+                    self.layout, {l.name: np.zeros(len(l.candidates))
+                                  for l in self.layout.layers})["uniform_probability"],
+                "decided_layers": last.get("decided_layers"),
+                "num_layers": self.layout.num_layers}
+
+    def initial_expected_latency(self):
+        """E[LAT] under the initial θ (every entry ``--theta-init``: uniform)."""
+        return theta_.expected_latency(self.layout, self.table, {
+            l.name: np.full(len(l.candidates), self.settings.theta_init)
+            for l in self.layout.layers})

@@ -81,8 +81,10 @@ class Settings:
     lut_batch_size: int = setting(1, "batch size the latency table is for", type=int)
     alpha: float = setting(0.2, "weight of the latency term", resume=True, type=float)
     beta: float = setting(0.6, "exponent of the latency term", resume=True, type=float)
-    loss_form: str = setting("add", "CE + a*log(1+LAT)^b (seed) or CE * a*log(1+LAT)^b "
-                             "(paper)", resume=True, choices=["add", "mul"])
+    loss_form: str = setting(
+        "add", "add: CE + a*log(1+LAT)^b (seed); mul: CE * a*log(1+LAT)^b (paper); relative: "
+        "CE + a*log(LAT/LAT_uniform), the same on every device (a: nats per e-fold latency)",
+        resume=True, choices=["add", "mul", "relative"])
     noise: str = setting("batch", "one Gumbel draw per batch or per sample", resume=True,
                          flags=("--gumbel-noise",), choices=["batch", "sample"])
     theta_init: float = setting(1.0, "initial value of every theta entry", type=float)

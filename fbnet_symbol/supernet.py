@@ -6,10 +6,17 @@ For layer ``l`` with candidates ``i`` (paper, section 3.3):
     x_{l+1} = sum_i m_{l,i} * block_{l,i}(x_l)
     LAT = sum_l sum_i m_{l,i} * LUT[l][i]
 
-Loss per sample (``add`` is the seed's form, ``mul`` the paper's):
+Loss per sample (``add`` is the seed's form, ``mul`` the paper's, ``relative`` ours):
 
-    add:  CE + alpha * log(1 + LAT) ** beta
-    mul:  CE * alpha * log(1 + LAT) ** beta
+    add:       CE + alpha * log(1 + LAT) ** beta
+    mul:       CE * alpha * log(1 + LAT) ** beta
+    relative:  CE + alpha * log(LAT / LAT_ref)
+
+``relative`` does not depend on the table's unit or scale: its gradient is ``alpha *
+dLAT / LAT``, so ``alpha`` is the cross-entropy (nats) traded for an e-fold change of the
+expected latency (``alpha * ln 2`` per halving) on a phone, a GPU or this CPU alike.
+``LAT_ref`` — the expected latency of the uniform distribution — only makes the term 0 at
+the start (it does not change the gradient).
 
 The paper writes ``log(LAT)``; with a table whose total is under 1 ms ``log(LAT) <= 0`` and
 ``log(LAT) ** 0.6`` is NaN. ``log(1 + LAT)`` is positive and smooth for every positive
@@ -45,7 +52,7 @@ from .settings import Settings
 
 THETA_PREFIX = theta_.THETA_PREFIX
 GUMBEL, TEMPERATURE, LUT = "gumbel", "temperature", "lut"
-LOSS_FORMS = ("add", "mul")
+LOSS_FORMS = ("add", "mul", "relative")
 NOISE_MODES = ("batch", "sample")
 DEFAULTS = Settings()  # keyword defaults below come from the one definition of settings
 
@@ -64,7 +71,7 @@ class Supernet:
         Embedding size; ``None``: the preset's; ``0``: none.
     alpha, beta : float
         Latency-loss parameters (paper: 0.2, 0.6).
-    loss_form : {'add', 'mul'}
+    loss_form : {'add', 'mul', 'relative'}
     noise : {'batch', 'sample'}
         One Gumbel draw per layer per batch (default) or per sample.
     theta_init : float
@@ -79,8 +86,8 @@ class Supernet:
                  theta_init=DEFAULTS.theta_init):
         check_num_classes(num_classes)
         if loss_form not in LOSS_FORMS:
-            raise FBNetError("unknown --loss-form %r; choose add (the seed's) or mul (the "
-                             "paper's)" % (loss_form,))
+            raise FBNetError("unknown --loss-form %r; choose add (the seed's), mul (the "
+                             "paper's) or relative" % (loss_form,))
         if noise not in NOISE_MODES:
             raise FBNetError("unknown Gumbel noise mode %r; choose batch or sample" % (noise,))
         self.layout = decode_space(self.space, preset, image_shape, width_mult)
@@ -95,6 +102,8 @@ class Supernet:
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         self.lut_vector = np.concatenate([np.asarray(r, dtype=np.float32)
                                           for r in self.lut.values])[None, :]
+        # E[LAT] of the uniform distribution: the scale of the relative loss form
+        self.reference_latency = float(sum(np.mean(r) for r in self.lut.values))
         self._symbol = None
 
     # ------------------------------------------------------------ names
@@ -166,12 +175,15 @@ class Supernet:
         train_logits, plain_logits = build_head(features, label, self.num_classes, dim, self.head)
         ce = cross_entropy(train_logits, label)
         latency = mx.sym.add_n(*layer_latency, name="latency")  # (1,) or (N,)
-        lat_term = self.alpha * mx.sym.pow(mx.sym.log1p(latency), self.beta)
+        if self.loss_form == "relative":
+            lat_term = self.alpha * mx.sym.log(latency / self.reference_latency)
+        else:
+            lat_term = self.alpha * mx.sym.pow(mx.sym.log1p(latency), self.beta)
         if self.noise == "batch":
             # one value per sample, so the gradient is exact for any device count
             lat_term = mx.sym.broadcast_like(lat_term, ce)
             latency = mx.sym.broadcast_like(latency, ce)
-        loss = ce + lat_term if self.loss_form == "add" else ce * lat_term
+        loss = ce * lat_term if self.loss_form == "mul" else ce + lat_term
         loss = mx.sym.MakeLoss(loss * weight, name="loss")
         return mx.sym.Group([loss, mx.sym.BlockGrad(plain_logits, name="logits_out"),
                              mx.sym.BlockGrad(ce, name="ce_out"),

@@ -58,6 +58,27 @@ def expected_latency(layout, table, theta):
     return float(sum(np.dot(probs[l.name], table.values[l.index]) for l in layout.layers))
 
 
+def concentration(layout, theta):
+    """How far P_θ has moved from uniform, layer by layer.
+
+    ``entropy``: H(P_l) / log(K_l), 1 for uniform and 0 for one certain block (mean over
+    layers, and per layer); ``argmax_probability``: the probability of each layer's most
+    likely block (uniform: 1/K_l); ``decided_layers``: layers whose most likely block has
+    at least half the probability.
+    """
+    probs = probabilities(theta)
+    entropy, top, uniform = [], [], []
+    for l in layout.layers:
+        p = probs[l.name]
+        entropy.append(float(-(p * np.log(np.maximum(p, 1e-30))).sum() / np.log(len(p))))
+        top.append(float(p.max()))
+        uniform.append(1.0 / len(p))
+    return {"entropy": float(np.mean(entropy)), "entropy_per_layer": entropy,
+            "argmax_probability": float(np.mean(top)), "argmax_probability_per_layer": top,
+            "uniform_probability": float(np.mean(uniform)),
+            "decided_layers": int(sum(t >= 0.5 for t in top))}
+
+
 def write_theta_text(path, layout, theta):
     """The seed's text format: one line per layer, ``theta_<layer>: v1 v2 ...``."""
     lines = ["%s%s: %s\n" % (THETA_PREFIX, l.name, " ".join("%.8g" % v for v in theta[l.name]))

@@ -1,16 +1,18 @@
-"""How many CPU threads MXNet runs with: every core this process is given, unless the user chose.
+"""How many CPU threads MXNet runs its operators with, and how many cores there are.
 
-MXNet 1.9.1 starts half the processors' count of OpenMP threads on x86 when nothing is
-set (it assumes hyper-threads): one thread on a 2-core machine, which ran the supernet's
-weight step at 18.1 samples/s against 26.9 with ``MXNET_OMP_MAX_THREADS=2``
-(docs/mxnet-notes.md, "Timing"). :func:`use_cores` sets that variable before MXNet loads
-(the package calls it first thing); a value the user set in ``MXNET_OMP_MAX_THREADS`` or
-``OMP_NUM_THREADS`` is left alone. This module must not import MXNet.
+MXNet 1.9.1 decides at import: ``MXNET_OMP_MAX_THREADS`` or ``OMP_NUM_THREADS`` if set,
+else half the processors on x86 (it assumes hyper-threads) — one thread on a 2-core
+machine. The package does not change that choice: on this 2-core machine more threads
+made the supernet's steps 1.5-2x faster at 32x32 and above (batch 32) but 3-10x slower at
+the embedded demo's 16x16, width 0.5, and latency tables at batch 1 came out up to 6x
+slower (docs/mxnet-notes.md, "Timing"). Set ``MXNET_OMP_MAX_THREADS`` before starting a
+command to use more. The count is recorded with every run and latency table
+(:func:`omp_threads`), so a table of another count is not reused silently.
+This module must not import MXNet.
 """
 import os
 
 USER_VARIABLES = ("MXNET_OMP_MAX_THREADS", "OMP_NUM_THREADS")
-_state = {"set_here": False}
 
 
 def cores():
@@ -19,22 +21,6 @@ def cores():
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def use_cores(env=None):
-    """Give MXNet every core unless the user set a thread count; True if set here."""
-    env = os.environ if env is None else env
-    if any(v in env for v in USER_VARIABLES):
-        return False
-    env["MXNET_OMP_MAX_THREADS"] = str(cores())
-    if env is os.environ:
-        _state["set_here"] = True
-    return True
-
-
-def set_here():
-    """Did this process choose the thread count (rather than the user)?"""
-    return _state["set_here"]
 
 
 def omp_threads(env=None):

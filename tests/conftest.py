@@ -7,7 +7,6 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
 
-import fbnet_symbol  # noqa: E402,F401  (before any test imports MXNet: it sets the threads)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -31,7 +31,7 @@ def test_search_writes_its_outputs(tiny_data, tmp_path):
     summary = run.run()
     assert summary["epochs"] == 3 and len(summary["blocks"]) == 22
     for name in ("args.json", "arch.json", "history.json", "distribution.png", "latency.png",
-                 "lut.txt", "lut.json"):
+                 "theta.png", "lut.txt", "lut.json"):
         assert (out / name).is_file(), name
     lines = (out / "theta-result" / "epoch_2_theta.txt").read_text().splitlines()
     assert len(lines) == 22 and lines[0].startswith("theta_layer1: ")
@@ -42,6 +42,12 @@ def test_search_writes_its_outputs(tiny_data, tmp_path):
     hist = summary and __import__("json").loads((out / "history.json").read_text())
     assert [h["epoch"] for h in hist] == [0, 1, 2]
     assert "theta_ce" not in hist[0] and "theta_ce" in hist[1] and "val_acc" in hist[2]
+    # how concentrated P_theta is, every epoch, and the summary that reports it
+    probs = run.net.probabilities(run.theta())
+    assert hist[2]["probabilities"]["layer5"] == pytest.approx(list(probs["layer5"]), abs=1e-5)
+    assert 0 < hist[2]["entropy"] < 1 and hist[0]["entropy"] == pytest.approx(1.0)
+    assert summary["entropy"] == hist[2]["entropy"]
+    assert summary["initial_expected_latency_ms"] == pytest.approx(hist[0]["expected_latency_ms"])
     assert not np.allclose(run.theta()["layer5"], 1.0)
     ckpts = sorted(os.listdir(out / "checkpoints"))
     assert "supernet-symbol.json" in ckpts and any(c.endswith(".theta.states") for c in ckpts)

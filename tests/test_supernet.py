@@ -44,7 +44,7 @@ def run(net, mod, noise, temperature=2.0, names=None):
     return outs, grads
 
 
-def np_latency_term(net, theta, noise, temperature, alpha=0.2, beta=0.6):
+def np_latency_term(net, theta, noise, temperature, alpha=0.2, beta=0.6, loss_form="add"):
     lat = 0.0
     for l in net.layout.layers:
         k0, k1 = net.offsets[l.index], net.offsets[l.index + 1]
@@ -52,16 +52,20 @@ def np_latency_term(net, theta, noise, temperature, alpha=0.2, beta=0.6):
         m = np.exp(z - z.max())
         m /= m.sum()
         lat += float(np.dot(m, net.lut.values[l.index]))
+    if loss_form == "relative":  # reference: E[LAT] of the uniform distribution
+        uniform = sum(np.mean(row) for row in net.lut.values)
+        return lat, alpha * np.log(lat / uniform)
     return lat, alpha * np.log1p(lat) ** beta
 
 
-def test_latency_and_its_theta_gradient_match_numpy(tmp_path):
-    net, mod = make(tmp_path)
+@pytest.mark.parametrize("loss_form", ["add", "relative"])
+def test_latency_and_its_theta_gradient_match_numpy(tmp_path, loss_form):
+    net, mod = make(tmp_path, loss_form=loss_form)
     noise = np.random.RandomState(3).gumbel(size=net.noise_shape(B))
     theta = net.split_theta(mod.get_params()[0])
     outs, grads = run(net, mod, noise)
     loss, logits, ce, latency = outs
-    lat, term = np_latency_term(net, theta, noise, 2.0)
+    lat, term = np_latency_term(net, theta, noise, 2.0, loss_form=loss_form)
     np.testing.assert_allclose(latency, lat, rtol=1e-5)
     # CE is the ordinary softmax cross-entropy of the (plain, softmax-head) logits
     ref_ce = -(logits - np.log(np.exp(logits).sum(1, keepdims=True)))[np.arange(B), [0, 1, 2, 0]]
@@ -69,7 +73,7 @@ def test_latency_and_its_theta_gradient_match_numpy(tmp_path):
     np.testing.assert_allclose(loss, ce + term, rtol=1e-5)
 
     # d(latency term)/d theta: the gradient with alpha = 0.2 minus the one with alpha = 0
-    _, mod0 = make(tmp_path, alpha=0.0)
+    _, mod0 = make(tmp_path, alpha=0.0, loss_form=loss_form)
     mod0.set_params(*mod.get_params())
     _, grads0 = run(net, mod0, noise)
     h = 1e-6
@@ -81,10 +85,26 @@ def test_latency_and_its_theta_gradient_match_numpy(tmp_path):
             tm = {k: v.astype(np.float64).copy() for k, v in theta.items()}
             tp[l.name][i] += h
             tm[l.name][i] -= h
-            num[i] = (np_latency_term(net, tp, noise, 2.0)[1]
-                      - np_latency_term(net, tm, noise, 2.0)[1]) / (2 * h)
+            num[i] = (np_latency_term(net, tp, noise, 2.0, loss_form=loss_form)[1]
+                      - np_latency_term(net, tm, noise, 2.0, loss_form=loss_form)[1]) / (2 * h)
         # the module sums per-sample gradients: B copies of the batch's latency term
         np.testing.assert_allclose(got / B, num, rtol=1e-3, atol=1e-6)
+
+
+def test_relative_loss_form_does_not_depend_on_the_tables_unit(tmp_path):
+    """The same table in ms and in µs (x1000) gives the same theta gradient with the
+    relative form, and a different one with the seed's additive form."""
+    noise = np.random.RandomState(3).gumbel(size=(1, 200))
+    grads = {}
+    for form in ("relative", "add"):
+        for scale in (1.0, 1000.0):
+            net, mod = make(tmp_path / ("%s%d" % (form, scale)), loss_form=form,
+                            lut_scale=scale)
+            _, g = run(net, mod, noise[:, :net.num_choices])
+            grads[form, scale] = np.concatenate([g[n].ravel() for n in net.theta_names])
+    np.testing.assert_allclose(grads["relative", 1.0], grads["relative", 1000.0], rtol=1e-4,
+                               atol=1e-7)
+    assert not np.allclose(grads["add", 1.0], grads["add", 1000.0], rtol=1e-2)
 
 
 @pytest.mark.parametrize("preset", ["seed", "paper"])
