@@ -48,7 +48,7 @@ def main(argv=None):
     from fbnet_symbol.latency import LatencyTable
     from fbnet_symbol.search_space import decode_space, parse_image_shape
     from fbnet_symbol.search_task import theta_group
-    from fbnet_symbol.settings import Settings
+    from fbnet_symbol.settings import RUN_PRESETS, Settings
     from fbnet_symbol.supernet import supernet_class
     from fbnet_symbol.threads import omp_threads
     from fbnet_symbol.trainer import WEIGHT, bind_modules, weight_optimizer_params
@@ -61,7 +61,7 @@ def main(argv=None):
     rss_before = peak_rss_mib()
     kv = create_kvstore("local", len(contexts))  # what a search on these devices uses
     # the search's default optimizers (the schedule's period: one epoch of 1000 steps)
-    settings = Settings(lr=0.05)
+    settings = Settings(**RUN_PRESETS["search"])
     _, modules = bind_modules(net, contexts, args.batch_size, kv, settings.seed,
                               weight_optimizer_params(settings, 1000),
                               [theta_group(net, settings)])

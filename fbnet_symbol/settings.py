@@ -79,16 +79,17 @@ class Settings:
     lut: Optional[str] = setting(None, "latency table (.txt or .json); default: a cached "
                                  "table measured on the first device")
     lut_batch_size: int = setting(1, "batch size the latency table is for", type=int)
-    alpha: float = setting(0.2, "weight of the latency term", resume=True, type=float)
+    alpha: Optional[float] = setting(None, "weight of the latency term", resume=True,
+                                     type=float)
     beta: float = setting(0.6, "exponent of the latency term", resume=True, type=float)
-    loss_form: str = setting(
-        "add", "add: CE + a*log(1+LAT)^b (seed); mul: CE * a*log(1+LAT)^b (paper); relative: "
+    loss_form: Optional[str] = setting(
+        None, "add: CE + a*log(1+LAT)^b (seed); mul: CE * a*log(1+LAT)^b (paper); relative: "
         "CE + a*log(LAT/LAT_uniform), the same on every device (a: nats per e-fold latency)",
         resume=True, choices=["add", "mul", "relative"])
     noise: str = setting("batch", "one Gumbel draw per batch or per sample", resume=True,
                          flags=("--gumbel-noise",), choices=["batch", "sample"])
     theta_init: float = setting(1.0, "initial value of every theta entry", type=float)
-    theta_lr: float = setting(0.01, "Adam", type=float)
+    theta_lr: Optional[float] = setting(None, "Adam's learning rate for theta", type=float)
     theta_wd: float = setting(5e-4, "theta weight decay", type=float)
     temperature: float = setting(5.0, "initial Gumbel-softmax temperature", resume=True,
                                  type=float)
@@ -168,12 +169,17 @@ RESUME_KEYS = tuple(f.name for f in fields(Settings) if f.metadata["resume"])
 # Defaults that depend on the kind of run: on the user's data a search follows the paper's
 # schedule; the embedded digits get a ~5-minute demonstration on 2 CPU cores; a fixed
 # architecture has no warm-up and a smaller step (no supernet averaging its branches).
+# The embedded demo must show a search within ~3 minutes: the unit-free loss form and a
+# theta step 10x the paper's, so that P_theta moves in 36 theta steps (docs/design.md).
+_SEARCH = dict(alpha=0.2, loss_form="add", theta_lr=0.01)  # the seed's and the paper's
 RUN_PRESETS = {
-    "search": dict(epochs=90, warmup_epochs=10, width_mult=1.0, lr=0.05),
+    "search": dict(_SEARCH, epochs=90, warmup_epochs=10, width_mult=1.0, lr=0.05),
     "search-embedded": dict(epochs=6, warmup_epochs=2, width_mult=0.5, lr=0.05,
-                            image_shape=(3, 16, 16)),
-    "train": dict(epochs=90, warmup_epochs=0, lr=0.01),
-    "train-embedded": dict(epochs=10, warmup_epochs=0, lr=0.01, image_shape=(3, 16, 16)),
+                            image_shape=(3, 16, 16), alpha=1.0, loss_form="relative",
+                            theta_lr=0.1),
+    "train": dict(_SEARCH, epochs=90, warmup_epochs=0, lr=0.01),
+    "train-embedded": dict(_SEARCH, epochs=10, warmup_epochs=0, lr=0.01,
+                           image_shape=(3, 16, 16)),
 }
 
 

@@ -48,13 +48,15 @@ from .heads import HeadConfig, build_head
 from .network import (DATA_NAME, LABEL_NAME, SAMPLE_WEIGHT, build_block, build_trunk,
                       can_fold_weights, check_num_classes, cross_entropy, padding_weights)
 from .search_space import decode_space
-from .settings import Settings
+from .settings import RUN_PRESETS, Settings
 
 THETA_PREFIX = theta_.THETA_PREFIX
 GUMBEL, TEMPERATURE, LUT = "gumbel", "temperature", "lut"
 LOSS_FORMS = ("add", "mul", "relative")
 NOISE_MODES = ("batch", "sample")
-DEFAULTS = Settings()  # keyword defaults below come from the one definition of settings
+# keyword defaults below come from the one definition of settings (a search on real data)
+DEFAULTS = Settings(**{k: v for k, v in RUN_PRESETS["search"].items()
+                       if k in ("alpha", "loss_form")})
 
 
 class Supernet:

@@ -38,6 +38,15 @@ def test_the_seeds_command_line_maps_onto_settings():
         build_parser().parse_args(["--image-shape", "3,32"])
 
 
+def test_the_embedded_demo_searches_with_the_unit_free_loss_real_data_with_the_seeds():
+    demo = resolve(Settings(), embedded)
+    assert (demo.loss_form, demo.alpha, demo.theta_lr) == ("relative", 1.0, 0.1)
+    real = resolve(Settings(train_rec="a.rec", theta_rec="b.rec"), embedded)
+    assert (real.loss_form, real.alpha, real.theta_lr) == ("add", 0.2, 0.01)
+    given = resolve(Settings(loss_form="mul", alpha=0.5), embedded)
+    assert (given.loss_form, given.alpha, given.theta_lr) == ("mul", 0.5, 0.1)
+
+
 def test_resume_keys_are_the_settings_that_shape_a_run():
     assert set(RESUME_KEYS) == {
         "space", "preset", "image_shape", "width_mult", "model_type", "feature_dim", "noise",
