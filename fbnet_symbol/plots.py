@@ -100,5 +100,6 @@ def plot_theta_history(layout, history, path, title=""):
     handles = [plt.Line2D([], [], color=colours(i % 10), label=n) for i, n in enumerate(names)]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(names), 9), fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    # fixed margins: tight_layout on 24 panels costs about a second per epoch
+    fig.subplots_adjust(left=0.04, right=0.99, top=0.9, bottom=0.14, wspace=0.15, hspace=0.45)
     _save(fig, path)
