@@ -164,9 +164,8 @@ class SearchTask(Task):
                 "argmax_latency_ms": last.get("argmax_latency_ms"),
                 "entropy": last.get("entropy"),
                 "argmax_probability": last.get("argmax_probability"),
-                "uniform_probability": theta_.concentration(
-                    self.layout, {l.name: np.zeros(len(l.candidates))
-                                  for l in self.layout.layers})["uniform_probability"],
+                "uniform_probability": float(np.mean([1.0 / len(l.candidates)
+                                                      for l in self.layout.layers])),
                 "decided_layers": last.get("decided_layers"),
                 "num_layers": self.layout.num_layers}
 
