@@ -17,7 +17,7 @@ from fbnet_symbol.cli import ArgumentParser, run
 from fbnet_symbol.errors import FBNetError
 from fbnet_symbol.heads import HEAD_DEFAULTS, HeadConfig
 from fbnet_symbol.search_space import PRESETS, SPACES, decode_space, parse_image_shape
-from fbnet_symbol.timing import QUICK, TimingPolicy
+from fbnet_symbol.threads import choose_threads, parse_threads, use_threads
 
 logger = logging.getLogger("block_speed_test")
 
@@ -51,6 +51,10 @@ def parse_args(argv):
                    help="time this architecture (JSON or shipped name) instead of random "
                         "ones; repeatable")
     v.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--threads", type=parse_threads, default="auto",
+                   help="CPU threads of MXNet's operators: a number, or auto: for --validate "
+                        "the table's own count, else as test.py (MXNET_OMP_MAX_THREADS if "
+                        "set, else MXNet's default)")
     p.add_argument("--quick", action="store_true",
                    help="few repeats: a rough table in seconds (for tests and smoke runs)")
     return p.parse_args(argv)
@@ -136,8 +140,23 @@ def validate(args, policy):
     return 0
 
 
+def _threads(args):
+    """(count, why): a table is validated with the threads it was measured with, unless
+    --threads says otherwise."""
+    if args.validate and args.threads == "auto":
+        from fbnet_symbol.latency import load_table
+        measured_with = load_table(args.validate).meta.get("omp_threads")
+        if measured_with:
+            return measured_with, "the table's"
+    return choose_threads(args.threads)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    threads, why = _threads(args)
+    threads = use_threads(threads)  # before MXNet loads
+    logger.info("MXNet operators run %d threads (%s)", threads, why)
+    from fbnet_symbol.timing import QUICK, TimingPolicy
     policy = QUICK if args.quick else TimingPolicy()
     if args.validate:
         if args.num_archs < 2 and not args.arch:

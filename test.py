@@ -16,6 +16,7 @@ import sys
 
 from fbnet_symbol.cli import ArgumentParser, run
 from fbnet_symbol.settings import build_parser, from_args
+from fbnet_symbol.threads import choose_threads, use_threads
 
 logger = logging.getLogger("test")
 DESCRIPTION = ("FBNet supernet search (MXNet symbol API); with --arch, training of one "
@@ -26,6 +27,9 @@ DESCRIPTION = ("FBNet supernet search (MXNet symbol API); with --arch, training 
 
 def main(argv=None):
     args = build_parser(ArgumentParser, description=DESCRIPTION).parse_args(argv)
+    settings = from_args(args)
+    threads, why = choose_threads(settings.threads)
+    threads = use_threads(threads)  # before MXNet loads
     from fbnet_symbol.search import SearchRun
     from fbnet_symbol.util import setup_logging
 
@@ -33,7 +37,8 @@ def main(argv=None):
     setup_logging(None if os.environ.get("DMLC_ROLE") else
                   os.path.join(args.save_model_path, "search.log"))
     logger.info("arguments: %s", vars(args))
-    search = SearchRun(from_args(args))
+    logger.info("MXNet operators run %d threads (%s)", threads, why)
+    search = SearchRun(settings)
     summary = search.run()
     if summary["rank"] != 0:
         print("worker %d of %d finished; worker 0 wrote the results" % (

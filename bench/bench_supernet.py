@@ -32,12 +32,16 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps per stage (default 5)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--gpu", help="devices, as test.py (default: CPU)")
+    p.add_argument("--threads", default="auto",
+                   help="MXNet's CPU threads: a number, or auto (as test.py --threads)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--profile", choices=("weight", "theta"),
                    help="after timing, profile one more step of this stage and print the "
                         "operators that took the most time (MXNet's profiler, with "
                         "operator bulking off so that each operator is timed on its own)")
     args = p.parse_args(argv)
+    from fbnet_symbol.threads import choose_threads, use_threads
+    use_threads(choose_threads(args.threads)[0])  # before MXNet loads
     if args.profile:  # must be set before MXNet builds its executors
         os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"
 

@@ -12,8 +12,6 @@ the softmax head they are the same FC output.
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-import mxnet as mx
-
 from .errors import FBNetError
 
 HEAD_DEFAULTS = {
@@ -64,6 +62,7 @@ class HeadConfig:
 
 
 def _mul_scalar(x, scalar, name):
+    import mxnet as mx
     return mx.sym._internal._mul_scalar(x, scalar=float(scalar), name=name)
 
 
@@ -74,6 +73,9 @@ def build_head(features, label, num_classes, in_dim, config):
     -------
     (train_logits, plain_logits) : tuple of Symbol
     """
+    # MXNet is imported here, not above: the settings read HEAD_DEFAULTS before a command
+    # has chosen MXNet's thread count, which must happen before MXNet loads (threads.py)
+    import mxnet as mx
     if config.type == "softmax":
         logits = mx.sym.FullyConnected(features, num_hidden=num_classes, name=CLASSIFIER)
         return logits, logits

@@ -15,6 +15,7 @@ from .run_env import RunEnv
 from .search_task import SearchTask
 from .settings import Settings, resolve
 from .train_task import TrainTask
+from .threads import choose_threads, use_threads
 from .trainer import StopRequested, Trainer  # noqa: F401 (StopRequested: part of the API)
 
 SearchConfig = Settings  # the name this API had first
@@ -25,6 +26,7 @@ class SearchRun:
 
     def __init__(self, settings, evaluations=None):
         self.settings = resolve(settings, embedded_digits)
+        use_threads(choose_threads(self.settings.threads)[0])  # warns if MXNet keeps another
         self.env = RunEnv(self.settings)
         self.task = (TrainTask if self.settings.fixed else SearchTask)(self.env)
         if evaluations is None:

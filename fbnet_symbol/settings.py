@@ -13,6 +13,7 @@ from typing import Optional
 from .errors import FBNetError
 from .heads import HEAD_DEFAULTS
 from .search_space import PRESETS, SPACES, get_preset, parse_image_shape
+from .threads import parse_threads
 
 GROUPS = {"network": "space and network", "data": "devices and data", "search": "search",
           "optimizer": "weight optimizer (SGD)", "run": "checkpoints and logging"}
@@ -69,6 +70,11 @@ class Settings:
     theta_rec: Optional[str] = setting(None, "theta split (.rec)", "data")
     val_rec: Optional[str] = setting(None, "held-out split: top-1 each epoch", "data")
     rand_mirror: bool = setting(False, "random horizontal flips", "data", action="store_true")
+    threads: object = setting(
+        "auto", "CPU threads of MXNet's operators: a number, or auto: MXNET_OMP_MAX_THREADS / "
+        "OMP_NUM_THREADS if set, else MXNet's default (half the cores on x86; more were not "
+        "faster in the search loop here: docs/mxnet-notes.md)", "data",
+        type=lambda text: _as_argument(parse_threads, text))
     kv_store: str = setting(
         "local", "local or device (one machine); dist_sync: several machines, started with "
         "launch.py (--batch-size is then per worker)", "data")

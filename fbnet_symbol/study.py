@@ -237,9 +237,8 @@ def run_study(base, out, alphas, seeds, num_random, search_epochs=None, train_ep
 
 def main(argv=None):
     from .cli import ArgumentParser
-    from .search import embedded_digits
     from .settings import RUN_PRESETS, Settings, resolve
-    from .util import setup_logging
+    from .threads import choose_threads, parse_threads, use_threads
 
     p = ArgumentParser(prog="python -m fbnet_symbol.study", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="./study", help="folder of every run and the results")
@@ -257,14 +256,21 @@ def main(argv=None):
     p.add_argument("--image-shape")
     p.add_argument("--width-mult", type=float)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=parse_threads, default="auto",
+                   help="CPU threads of MXNet's operators (as test.py --threads)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    setup_logging(os.path.join(args.out, "study.log"))
     base = Settings(loss_form=args.loss_form, train_rec=args.train_rec,
                     theta_rec=args.theta_rec, val_rec=args.val_rec, lut=args.lut, gpu=args.gpu,
                     space=args.space or "fbnet", preset=args.preset,
                     image_shape=args.image_shape, width_mult=args.width_mult,
-                    batch_size=args.batch_size)
+                    batch_size=args.batch_size, threads=args.threads)
+    threads, why = choose_threads(base.threads)
+    threads = use_threads(threads)  # before MXNet loads
+    from .search import embedded_digits
+    from .util import setup_logging
+    setup_logging(os.path.join(args.out, "study.log"))
+    logger.info("MXNet operators run %d threads (%s)", threads, why)
     base = resolve(base, embedded_digits)
     if not base.val_rec:
         raise FBNetError("the study compares validation accuracy: give --val-rec")

@@ -1,16 +1,29 @@
-"""How many CPU threads MXNet runs its operators with, and how many cores there are.
+"""How many CPU threads MXNet runs its operators with: chosen per command, before MXNet loads.
 
-MXNet 1.9.1 decides at import: ``MXNET_OMP_MAX_THREADS`` or ``OMP_NUM_THREADS`` if set,
-else half the processors on x86 (it assumes hyper-threads) — one thread on a 2-core
-machine. The package does not change that choice: on this 2-core machine more threads
-made the supernet's steps 1.5-2x faster at 32x32 and above (batch 32) but 3-10x slower at
-the embedded demo's 16x16, width 0.5, and latency tables at batch 1 came out up to 6x
-slower (docs/mxnet-notes.md, "Timing"). Set ``MXNET_OMP_MAX_THREADS`` before starting a
-command to use more. The count is recorded with every run and latency table
-(:func:`omp_threads`), so a table of another count is not reused silently.
-This module must not import MXNet.
+MXNet 1.9.1 fixes the count when it is imported: ``MXNET_OMP_MAX_THREADS`` or
+``OMP_NUM_THREADS`` if set, else half the processors on x86 (it assumes hyper-threads) —
+one thread on a 2-core machine. Neither the variable nor ``MXSetNumOMPThreads`` changes
+the speed afterwards, so every command decides (``--threads``) before its first
+``import mxnet``:
+
+* a number: that many threads;
+* ``auto`` (the default): the user's variables if set, else MXNet's own choice. Measured
+  in the search loop on a 2-core machine (docs/mxnet-notes.md, "Timing"), 2 threads
+  instead of MXNet's 1 made no step faster: the embedded demo's 16x16 steps took 2x as
+  long, 32x32 at batch 32 was even, 64x64 at batch 32 was 7% slower, and batch-1 latency
+  tables at small inputs came out 3x slower. Only the data-free supernet benchmark gains
+  (1.2-1.6x at 32x32 and up): the data iterator's own OpenMP threads share the cores.
+
+The count is recorded with every run and latency table (:func:`omp_threads`), so a table
+of another count is not reused silently. This module must not import MXNet.
 """
+import logging
 import os
+import sys
+
+from .errors import FBNetError
+
+logger = logging.getLogger(__name__)
 
 USER_VARIABLES = ("MXNET_OMP_MAX_THREADS", "OMP_NUM_THREADS")
 
@@ -23,11 +36,50 @@ def cores():
         return os.cpu_count() or 1
 
 
-def omp_threads(env=None):
-    """The OpenMP threads MXNet 1.9.1 runs its operators with, by its own rule."""
-    env = os.environ if env is None else env
+def _user_threads(env):
     for name in USER_VARIABLES:
         value = env.get(name, "").split(",")[0].strip()
         if value.isdigit() and int(value) > 0:
             return int(value)
-    return max(1, (os.cpu_count() or 1) // 2)
+    return None
+
+
+def omp_threads(env=None):
+    """The OpenMP threads MXNet 1.9.1 runs (or will run) its operators with, by its rule."""
+    env = os.environ if env is None else env
+    return _user_threads(env) or max(1, (os.cpu_count() or 1) // 2)
+
+
+def parse_threads(text):
+    """``--threads``: ``auto`` or a positive number."""
+    text = str(text).strip().lower()
+    if text == "auto":
+        return "auto"
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise FBNetError("--threads must be auto or a positive number, not %r" % text)
+
+
+def choose_threads(setting, env=None):
+    """(count, why) for ``--threads setting``."""
+    env = os.environ if env is None else env
+    setting = parse_threads(setting)
+    if setting != "auto":
+        return setting, "--threads"
+    if _user_threads(env):
+        return _user_threads(env), "from the environment"
+    return omp_threads(env), "MXNet's default for %d cores; --threads N to change" % cores()
+
+
+def use_threads(count, env=None):
+    """Make MXNet run ``count`` threads and return the count it will run with: once MXNet
+    is loaded (a caller that imported it first) its count can no longer change."""
+    env = os.environ if env is None else env
+    if "mxnet" in sys.modules:
+        if omp_threads(env) != count:
+            logger.warning("MXNet was loaded before the thread count was chosen: it keeps "
+                           "%d threads instead of %d (set MXNET_OMP_MAX_THREADS before "
+                           "importing it)", omp_threads(env), count)
+        return omp_threads(env)
+    env["MXNET_OMP_MAX_THREADS"] = str(count)
+    return count

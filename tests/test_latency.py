@@ -159,18 +159,23 @@ def test_validation_arithmetic_on_known_numbers():
 
 @pytest.mark.slow
 def test_cli_measure_and_validate(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "MXNET_ENGINE_TYPE"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MXNET_ENGINE_TYPE", "MXNET_OMP_MAX_THREADS", "OMP_NUM_THREADS")}
     out = tmp_path / "speed.txt"
     res = subprocess.run([sys.executable, "block_speed_test.py", "--space", "fbnet",
                           "--image-shape", "3,16,16", "--width-mult", "0.25", "--gpu", "cpu",
-                          "--output", str(out), "--quick", "--num-classes", "10"],
+                          "--output", str(out), "--quick", "--num-classes", "10",
+                          "--threads", "2"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert out.exists() and (tmp_path / "speed.json").exists()
+    assert json.loads((tmp_path / "speed.json").read_text())["omp_threads"] == 2
+    # validated with the threads it was measured with
     res = subprocess.run([sys.executable, "block_speed_test.py", "--validate",
                           str(tmp_path / "speed.json"), "--num-archs", "3", "--json", "--quick"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
+    assert "run 2 threads (the table's)" in res.stderr
     summary = json.loads(res.stdout)
     assert {"median_abs_error_pct", "spearman"} <= set(summary)
     assert summary["num_networks"] == 3 + 2  # 3 random + FBNet-B/C (A needs skip in layer 1)

@@ -47,6 +47,32 @@ def test_the_thread_count_follows_mxnets_rule():
     assert threads.cores() >= 1
 
 
+def test_threads_are_chosen_before_mxnet_loads():
+    import subprocess
+    import sys
+    from fbnet_symbol.errors import FBNetError
+    from fbnet_symbol.threads import choose_threads, parse_threads
+    assert choose_threads("2", env={"MXNET_OMP_MAX_THREADS": "3"}) == (2, "--threads")
+    assert choose_threads("auto", env={"OMP_NUM_THREADS": "3"})[0] == 3
+    assert choose_threads("auto", env={})[0] == max(1, (os.cpu_count() or 1) // 2)
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(FBNetError, match="--threads must be auto or a positive number"):
+            parse_threads(bad)
+    # the CLIs parse their settings (test.py's parser included) without loading MXNet, so
+    # that use_threads can still set its count
+    code = ("import sys, fbnet_symbol, fbnet_symbol.settings as s, fbnet_symbol.cli as c, "
+            "fbnet_symbol.architecture, fbnet_symbol.latency;"
+            "s.build_parser(c.ArgumentParser).parse_args(['--threads', '3']);"
+            "assert 'mxnet' not in sys.modules, 'mxnet loaded';"
+            "from fbnet_symbol.threads import use_threads; use_threads(3);"
+            "from fbnet_symbol.devices import runtime_info; print(runtime_info()['omp_threads'])")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",
+                                                            "MXNET_OMP_MAX_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.split() == ["3"], out.stderr[-500:]
+
+
 def test_a_run_records_its_thread_count(tmp_path):
     import subprocess
     import sys
