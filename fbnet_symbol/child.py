@@ -4,13 +4,18 @@
 logits; no theta, no noise, no latency term) and what it ships:
 :meth:`ChildNet.export_deploy` writes the inference graph — class probabilities for the
 softmax head; for margin heads the embedding sub-graph (as InsightFace ships), the
-classifier weights travelling in the same ``.params`` file.
+classifier weights travelling in the same ``.params`` file. Beside it,
+``prefix-input.json`` says what the graph expects (:func:`input_description`), and
+:meth:`ChildNet.export_fc1` writes the face-recognition export InsightFace's own code loads.
 """
+import json
+
 import mxnet as mx
 
 from .architecture import load_architecture
 from .checkpoint import save_params
-from .fileio import atomic_write
+from .data import PIXEL_MEAN, PIXEL_SCALE
+from .fileio import atomic_write, atomic_write_json
 from .heads import CLASSIFIER, build_head
 from .network import (DATA_NAME, LABEL_NAME, SAMPLE_WEIGHT, build_block, build_trunk,
                       check_num_classes, cross_entropy, padding_weights)
@@ -82,8 +87,52 @@ class ChildNet:
 
     def export_deploy(self, arg_params, aux_params, prefix, epoch):
         """Write the inference graph as ``prefix-symbol.json`` / ``prefix-%04d.params``
-        (``mx.model.load_checkpoint(prefix, epoch)``), atomically; returns ``prefix``."""
+        (``mx.model.load_checkpoint(prefix, epoch)``) and ``prefix-input.json``,
+        atomically; returns ``prefix``."""
         arg, aux = self.deploy_params(arg_params, aux_params)
         atomic_write(prefix + "-symbol.json", self.deploy_symbol().tojson())
         save_params("%s-%04d.params" % (prefix, epoch), arg, aux)
+        output = "embedding" if self.arch.head.type != "softmax" else "probabilities"
+        atomic_write_json(prefix + "-input.json", input_description(
+            self.layout.image_shape, output, normalised_inside=False))
         return prefix
+
+    def export_fc1(self, arg_params, aux_params, prefix, epoch):
+        """InsightFace's shipping form: input ``data`` of raw 0-255 RGB at the training size,
+        the normalisation inside the graph, output ``fc1`` (the embedding), so its
+        verification and deployment code (``sym.get_internals()['fc1_output']``) load it
+        unchanged. Writes ``prefix-symbol.json``/``-%04d.params``/``-input.json``."""
+        data = mx.sym.Variable(DATA_NAME)
+        scaled = (data - PIXEL_MEAN) * (1.0 / PIXEL_SCALE)
+        layout, blocks = self.layout, self.arch.blocks
+        features, _ = build_trunk(scaled, layout, lambda x, layer: build_block(
+            x, layout, layer, blocks[layer.index]), self.arch.feature_dim)
+        symbol = mx.sym.identity(features, name="fc1")
+        names = set(symbol.list_arguments())
+        aux_names = set(symbol.list_auxiliary_states())
+        atomic_write(prefix + "-symbol.json", symbol.tojson())
+        save_params("%s-%04d.params" % (prefix, epoch),
+                    {k: v for k, v in arg_params.items() if k in names},
+                    {k: v for k, v in aux_params.items() if k in aux_names})
+        atomic_write_json(prefix + "-input.json", input_description(
+            self.layout.image_shape, "fc1", normalised_inside=True))
+        return prefix
+
+
+def input_description(image_shape, output, normalised_inside):
+    """What a stock client needs to feed a shipped graph (``prefix-input.json``)."""
+    c, h, w = image_shape
+    return {"input": DATA_NAME, "shape": [1, c, h, w], "layout": "NCHW", "channels": "RGB",
+            "normalisation": "inside the graph: feed raw 0-255 pixels" if normalised_inside
+            else "(x - %g) / %g per channel, before the graph" % (PIXEL_MEAN, PIXEL_SCALE),
+            "mean": None if normalised_inside else PIXEL_MEAN,
+            "scale": None if normalised_inside else PIXEL_SCALE, "output": output}
+
+
+def read_input_description(prefix):
+    """``prefix-input.json`` as a dict, or None for a graph shipped before it existed."""
+    try:
+        with open(prefix + "-input.json") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None

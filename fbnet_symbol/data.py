@@ -27,6 +27,9 @@ from .recordio import check_recordio, idx_path, read_header, read_index
 
 logger = logging.getLogger(__name__)
 
+# The package's one pixel convention, in training, evaluation and export: RGB,
+# (x - 127.5) / 127.5 (InsightFace divides by 128; exports that take raw pixels carry ours)
+PIXEL_MEAN, PIXEL_SCALE = 127.5, 127.5
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 
@@ -46,7 +49,8 @@ def record_iter(rec, image_shape, batch_size, shuffle=True, seed=0, num_parts=1,
         path_imgrec=rec, path_imgidx=idx_path(rec), data_shape=(c, h, w),
         batch_size=batch_size, shuffle=shuffle, seed=int(seed) % (2 ** 31),
         round_batch=True, resize=min(h, w), rand_mirror=rand_mirror,
-        mean_r=127.5, mean_g=127.5, mean_b=127.5, std_r=127.5, std_g=127.5, std_b=127.5,
+        mean_r=PIXEL_MEAN, mean_g=PIXEL_MEAN, mean_b=PIXEL_MEAN, std_r=PIXEL_SCALE,
+        std_g=PIXEL_SCALE, std_b=PIXEL_SCALE,
         num_parts=num_parts, part_index=part_index, preprocess_threads=1,
         prefetch_buffer=2, label_width=1, data_name="data", label_name="softmax_label",
         verbose=False)
@@ -222,6 +226,18 @@ def embedded_digits(cache_dir=None, size=DIGITS_SIZE):
     return paths
 
 
+def check_data(rec, what="data"):
+    """Validate a ``.rec``/``.idx`` pair of either layout: flat (every record an image,
+    :class:`~fbnet_symbol.recordio.RecordInfo`) or InsightFace's identity-indexed one
+    (:class:`~fbnet_symbol.faces.FaceRecords`), told apart by record 0."""
+    from .faces import check_face_records, is_identity_indexed
+
+    if rec and os.path.isfile(rec) and os.path.isfile(idx_path(rec)) and \
+            is_identity_indexed(rec):
+        return check_face_records(rec, what=what)
+    return check_recordio(rec, what=what)
+
+
 # ---------------------------------------------------------------- command line
 
 def main(argv=None):
@@ -246,6 +262,29 @@ def main(argv=None):
     d.add_argument("rec")
     e = sub.add_parser("digits", help="build the embedded digits data set in the cache")
     e.add_argument("--cache-dir")
+    f = sub.add_parser("pack-faces", help="pack DIR/<identity>/<image> into InsightFace's "
+                       "identity-indexed OUT.rec/.idx + property")
+    f.add_argument("folder")
+    f.add_argument("out", help="output prefix, e.g. faces/train (property goes beside it)")
+    f.add_argument("--size", help="H,W: resize every image (default: keep; aligned face "
+                   "crops are usually 112,112)")
+    g = sub.add_parser("make-pairs", help="write a verification pair set (.bin) from LFW's "
+                       "pairs.txt or drawn from DIR/<identity>/<image>")
+    g.add_argument("out", help="the .bin to write")
+    g.add_argument("--pairs-txt", help="LFW-style pairs list (name i j / name1 i name2 j)")
+    g.add_argument("--images", help="with --pairs-txt: the folder of name/name_NNNN.jpg")
+    g.add_argument("--folder", help="draw pairs from DIR/<identity>/<image> instead")
+    g.add_argument("--num-pairs", type=int, default=6000, help="with --folder (6000)")
+    g.add_argument("--seed", type=int, default=0)
+    h = sub.add_parser("synthetic-faces", help="write the offline face-like demo set: "
+                       "OUT/train.rec (identity-indexed) + property, OUT/flat/ and "
+                       "OUT/pairs.bin (identities not in train)")
+    h.add_argument("out")
+    h.add_argument("--identities", type=int, default=200)
+    h.add_argument("--per-identity", type=int, default=10)
+    h.add_argument("--size", type=int, default=32)
+    h.add_argument("--pairs", type=int, default=600)
+    h.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.cmd == "pack":
         n, classes = pack_folder(args.folder, args.out, args.resize, args.quality)
@@ -256,8 +295,28 @@ def main(argv=None):
     elif args.cmd == "index":
         print("indexed %d records into %s" % (build_index(args.rec), idx_path(args.rec)))
     elif args.cmd == "check":
-        info = check_recordio(args.rec)
-        print("%s: %d records, %d classes" % (args.rec, info.num_records, info.num_classes))
+        info = check_data(args.rec)
+        print("%s: %s layout, %d images, %d classes" % (args.rec, info.layout,
+                                                        info.num_records, info.num_classes))
+    elif args.cmd == "pack-faces":
+        from .faces import pack_faces
+        from .search_space import parse_image_shape
+        size = tuple(parse_image_shape("3," + args.size)[1:]) if args.size else None
+        n, ids = pack_faces(args.folder, args.out, size)
+        print("packed %d images of %d identities into %s.rec (identity-indexed) and %s"
+              % (n, ids, args.out, os.path.join(os.path.dirname(args.out) or ".", "property")))
+    elif args.cmd == "make-pairs":
+        from .faces import draw_pairs, pairs_from_lfw_list, write_pair_set
+        if bool(args.pairs_txt) == bool(args.folder) or bool(args.pairs_txt) != bool(args.images):
+            raise FBNetError("give either --pairs-txt FILE --images DIR, or --folder DIR")
+        pairs = (pairs_from_lfw_list(args.pairs_txt, args.images) if args.pairs_txt
+                 else draw_pairs(args.folder, args.num_pairs, args.seed))
+        print("wrote %d pairs to %s" % (write_pair_set(args.out, pairs), args.out))
+    elif args.cmd == "synthetic-faces":
+        from .faces import write_synthetic_faces
+        for k, v in write_synthetic_faces(args.out, args.identities, args.per_identity,
+                                          args.size, args.pairs, args.seed).items():
+            print("%s: %s" % (k, v))
     elif args.cmd == "digits":
         paths = embedded_digits(args.cache_dir)
         print("\n".join("%s: %s" % kv for kv in paths.items()))

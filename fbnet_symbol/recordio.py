@@ -23,6 +23,7 @@ class RecordInfo:
     idx: str
     num_records: int
     labels: np.ndarray
+    layout: str = "flat"
 
     @property
     def num_classes(self):
