@@ -1,0 +1,179 @@
+"""InsightFace's identity-indexed RecordIO: reading, splitting, writing, bad input."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fbnet_symbol.errors import FBNetError
+from tests.conftest import ROOT
+
+
+def _faces(ids=5, per=4, size=16, seed=0):
+    from fbnet_symbol.faces import synthetic_faces
+    return synthetic_faces(ids, per, size, seed)
+
+
+@pytest.mark.parametrize("header_last", [True, False])
+def test_written_as_insightface_writes_it_and_read_back(tmp_path, header_last):
+    import mxnet as mx
+    from fbnet_symbol.data import check_data
+    from fbnet_symbol.faces import is_identity_indexed
+    faces = [f[:n] for f, n in zip(_faces(5, 5), [3, 1, 4, 2, 5])]
+    from fbnet_symbol.faces import write_face_records
+    write_face_records(str(tmp_path / "train"), faces, header_last=header_last)
+    # the file as mx.recordio sees it: record 0 a 2-label header with no image, last in the file
+    reader = mx.recordio.MXIndexedRecordIO(str(tmp_path / "train.idx"),
+                                           str(tmp_path / "train.rec"), "r")
+    header, payload = mx.recordio.unpack(reader.read_idx(0))
+    assert list(header.label) == [16, 21] and payload == b""
+    assert (max(reader.idx.values()) == reader.idx[0]) == header_last
+    image_header, _ = mx.recordio.unpack(reader.read_idx(1))
+    assert list(image_header.label) == [0, 1]  # [class, aligned]
+    assert list(mx.recordio.unpack(reader.read_idx(17))[0].label) == [4, 5]  # identity 1
+    assert is_identity_indexed(str(tmp_path / "train.rec"))
+    info = check_data(str(tmp_path / "train.rec"))
+    assert info.layout == "identity-indexed" and info.num_classes == 5
+    assert info.num_records == 15 and list(info.image_keys) == list(range(1, 16))
+    assert list(info.labels) == [0, 0, 0, 1, 2, 2, 2, 2, 3, 3, 4, 4, 4, 4, 4]
+    assert open(tmp_path / "property").read().strip() == "5,16,16"
+
+
+def test_a_flat_file_keeps_its_layout(tmp_path):
+    from fbnet_symbol.data import check_data
+    from fbnet_symbol.faces import is_identity_indexed
+    from tests.conftest import make_rec
+    rec = make_rec(tmp_path / "flat", 12)
+    assert not is_identity_indexed(rec)
+    assert check_data(rec).layout == "flat"
+
+
+def test_theta_split_is_by_image_inside_each_identity(tmp_path):
+    from fbnet_symbol.faces import check_face_records, write_face_records
+    faces = [f[:n] for f, n in zip(_faces(4, 12, size=8), [1, 2, 6, 12])]
+    write_face_records(str(tmp_path / "t"), faces)
+    records = check_face_records(str(tmp_path / "t.rec"))
+    weight, theta = records.split()
+    assert sorted(np.r_[weight.image_keys, theta.image_keys]) == list(range(1, 22))
+    assert not set(weight.image_keys) & set(theta.image_keys)
+    assert set(weight.labels) == {0, 1, 2, 3}  # every identity is trained
+    # the 2nd, 7th, 12th image of each identity: 0 of 1, 1 of 2, 1 of 6, 3 of 12 (keys 1..21)
+    assert list(theta.image_keys) == [3, 5, 11, 16, 21]
+    again = check_face_records(str(tmp_path / "t.rec")).split()[1]
+    assert list(again.image_keys) == list(theta.image_keys)
+
+
+def test_reader_matches_image_record_iter_on_the_same_images(tmp_path):
+    from fbnet_symbol.data import record_iter, write_images
+    from fbnet_symbol.faces import FaceRecordIter, check_face_records, write_face_records
+    faces = _faces(4, 5, size=16)
+    write_face_records(str(tmp_path / "faces"), faces)
+    write_images(str(tmp_path / "flat"), [i for f in faces for i in f],
+                 [c for c, f in enumerate(faces) for _ in f], fmt=".jpg")
+    records = check_face_records(str(tmp_path / "faces.rec"))
+    for shape in [(3, 16, 16), (3, 12, 12)]:  # as stored; resized and centre-cropped
+        ours = list(FaceRecordIter(records, shape, 8, shuffle=False))
+        theirs = list(record_iter(str(tmp_path / "flat.rec"), shape, 8, shuffle=False))
+        assert [b.pad for b in ours] == [b.pad for b in theirs] == [0, 0, 4]
+        for a, b in zip(ours, theirs):
+            assert np.array_equal(a.label[0].asnumpy(), b.label[0].asnumpy())
+            diff = np.abs(a.data[0].asnumpy() - b.data[0].asnumpy())
+            tol = 1e-6 if shape[1] == 16 else 2.0 / 127.5  # resize kernels may round apart
+            assert diff.max() <= tol, (shape, diff.max())
+
+
+def test_reader_order_shards_mirror_and_padding(tmp_path):
+    from fbnet_symbol.faces import FaceRecordIter, check_face_records, write_face_records
+    write_face_records(str(tmp_path / "f"), _faces(3, 7, size=8))
+    records = check_face_records(str(tmp_path / "f.rec"))
+
+    def epoch(**kw):
+        batches = list(FaceRecordIter(records, (3, 8, 8), 4, **kw))
+        return (np.concatenate([b.data[0].asnumpy() for b in batches]),
+                np.concatenate([b.label[0].asnumpy() for b in batches]), batches[-1].pad)
+
+    a, b = epoch(seed=5, rand_mirror=True), epoch(seed=5, rand_mirror=True)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])  # a function of the seed
+    assert not np.array_equal(a[1], epoch(seed=6)[1])
+    assert a[2] == 3  # 21 images in batches of 4: the last holds 1 real row and 3 of fill
+    plain = epoch(shuffle=False)
+    mirrored = epoch(shuffle=False, rand_mirror=True, seed=1)
+    flipped = [i for i in range(21) if not np.array_equal(plain[0][i], mirrored[0][i])]
+    assert 3 <= len(flipped) <= 18
+    for i in flipped:
+        assert np.array_equal(plain[0][i][:, :, ::-1], mirrored[0][i])
+    parts = [epoch(shuffle=False, num_parts=2, part_index=k)[1] for k in (0, 1)]
+    assert sorted(np.r_[parts[0][:11], parts[1][:10]]) == sorted(plain[1][:21])
+
+
+def _write(tmp_path, records):
+    """Write raw (key, label, payload) records as an indexed file."""
+    import mxnet as mx
+    w = mx.recordio.MXIndexedRecordIO(str(tmp_path / "bad.idx"), str(tmp_path / "bad.rec"), "w")
+    for key, label, payload in records:
+        w.write_idx(key, mx.recordio.pack(mx.recordio.IRHeader(0, label, key, 0), payload))
+    w.close()
+    return str(tmp_path / "bad.rec")
+
+
+@pytest.mark.parametrize("case,message", [
+    ("past", "points to identity record 5, which"),
+    ("empty", "identity record 4 has an empty range [2, 2)"),
+    ("reversed", "identity record 4 has an invalid range [2, 1)"),
+    ("property", "says 7 classes but"),
+    ("undecodable", "record 1 is not a decodable image"),
+])
+def test_bad_identity_indexed_files_get_one_line(tmp_path, case, message):
+    import cv2
+    jpg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    images = [(1, [0.0, 1.0], jpg), (2, [1.0, 1.0], jpg)]
+    spans = {"past": [[1, 2], [2, 3]], "empty": [[1, 2], [2, 2]],
+             "reversed": [[1, 2], [2, 1]]}.get(case, [[1, 2], [2, 3]])
+    end = 6 if case == "past" else 5
+    if case == "undecodable":
+        images[0] = (1, [0.0, 1.0], b"not an image")
+    rec = _write(tmp_path, images + [(3, spans[0], b""), (4, spans[1], b""),
+                                     (0, [3.0, float(end)], b"")])
+    if case == "property":
+        (tmp_path / "property").write_text("7,112,112\n")
+    res = subprocess.run([sys.executable, "-m", "fbnet_symbol.data", "check", rec], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and message in lines[0] and "bad.rec" in lines[0], res.stderr
+
+
+def test_pack_faces_and_make_pairs_tools(tmp_path):
+    import cv2
+    from fbnet_symbol.data import check_data
+    from fbnet_symbol.verify import load_pairs
+    for n, images in enumerate(_faces(3, 3, size=20)):
+        os.makedirs(tmp_path / "in" / ("person%d" % n))
+        for k, img in enumerate(images):
+            cv2.imwrite(str(tmp_path / "in" / ("person%d" % n) / ("person%d_%04d.jpg" % (n, k + 1))),
+                        img)
+    (tmp_path / "in" / "person0" / "broken.jpg").write_bytes(b"nope")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "fbnet_symbol.data", *a], cwd=ROOT,
+                                    capture_output=True, text=True, timeout=120)
+    res = run("pack-faces", str(tmp_path / "in"), str(tmp_path / "out" / "train"),
+              "--size", "16,16")
+    assert res.returncode == 0, res.stderr
+    info = check_data(str(tmp_path / "out" / "train.rec"))
+    assert (info.layout, info.num_records, info.num_classes) == ("identity-indexed", 9, 3)
+    assert (tmp_path / "out" / "property").read_text().strip() == "3,16,16"
+    res = run("make-pairs", str(tmp_path / "drawn.bin"), "--folder", str(tmp_path / "in"),
+              "--num-pairs", "10")
+    assert res.returncode == 2 and "broken.jpg does not decode" in res.stderr
+    assert not (tmp_path / "drawn.bin").exists()  # nothing written half
+    os.remove(tmp_path / "in" / "person0" / "broken.jpg")
+    res = run("make-pairs", str(tmp_path / "drawn.bin"), "--folder", str(tmp_path / "in"),
+              "--num-pairs", "10")
+    assert res.returncode == 0, res.stderr
+    pairs = load_pairs(str(tmp_path / "drawn.bin"))
+    assert len(pairs.bins) == 20 and list(pairs.issame) == [True, False] * 5
+    (tmp_path / "pairs.txt").write_text("1\t2\nperson0\t1\t2\nperson1\t1\tperson2\t3\n")
+    res = run("make-pairs", str(tmp_path / "lfw.bin"), "--pairs-txt", str(tmp_path / "pairs.txt"),
+              "--images", str(tmp_path / "in"))
+    assert res.returncode == 0, res.stderr
+    assert list(load_pairs(str(tmp_path / "lfw.bin")).issame) == [True, False]
