@@ -74,7 +74,7 @@ def main(argv=None):
     print("  arch.json          most likely architecture (argmax of theta)")
     print("  theta-result/      theta of every epoch (epoch_N_theta.txt)")
     print("  distribution.png   P_theta per layer; theta.png  P_theta per layer over the epochs")
-    print("  latency.png        expected latency and top-1 per epoch")
+    print("  latency.png        expected latency and accuracies per epoch")
     print("  history.json, search.log, args.json, lut.txt/lut.json")
     print("  checkpoints/       resume with --load-model-path %s" % summary["save_model_path"])
     return 0

@@ -14,7 +14,7 @@ import mxnet as mx
 
 from .architecture import load_architecture
 from .checkpoint import save_params
-from .data import PIXEL_MEAN, PIXEL_SCALE
+from .recordio import PIXEL_MEAN, PIXEL_SCALE
 from .fileio import atomic_write, atomic_write_json
 from .heads import CLASSIFIER, build_head
 from .network import (DATA_NAME, LABEL_NAME, SAMPLE_WEIGHT, build_block, build_trunk,
@@ -37,7 +37,8 @@ class ChildNet:
 
     @property
     def symbol(self):
-        """Training graph: per-sample CE (times the padding weight), logits, CE."""
+        """Training graph: per-sample CE (times the padding weight), logits, CE, and the
+        embedding (last output, for face verification)."""
         if self._symbol is None:
             features, dim = self._features()
             label = mx.sym.Variable(LABEL_NAME)
@@ -45,7 +46,8 @@ class ChildNet:
             ce = cross_entropy(train, label)
             loss = mx.sym.MakeLoss(ce * mx.sym.Variable(SAMPLE_WEIGHT), name="loss")
             self._symbol = mx.sym.Group([loss, mx.sym.BlockGrad(plain, name="logits_out"),
-                                         mx.sym.BlockGrad(ce, name="ce_out")])
+                                         mx.sym.BlockGrad(ce, name="ce_out"),
+                                         mx.sym.BlockGrad(features, name="embedding_out")])
         return self._symbol
 
     @property

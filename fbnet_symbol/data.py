@@ -23,14 +23,11 @@ import numpy as np
 
 from .errors import FBNetError
 from .fileio import atomic_write, default_cache_dir
-from .recordio import check_recordio, idx_path, read_header, read_index
+from .recordio import (IMAGE_EXTENSIONS, PIXEL_MEAN, PIXEL_SCALE, check_recordio,
+                       idx_path, read_header, read_index)
 
 logger = logging.getLogger(__name__)
 
-# The package's one pixel convention, in training, evaluation and export: RGB,
-# (x - 127.5) / 127.5 (InsightFace divides by 128; exports that take raw pixels carry ours)
-PIXEL_MEAN, PIXEL_SCALE = 127.5, 127.5
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 
 def record_iter(rec, image_shape, batch_size, shuffle=True, seed=0, num_parts=1, part_index=0,
@@ -54,6 +51,19 @@ def record_iter(rec, image_shape, batch_size, shuffle=True, seed=0, num_parts=1,
         num_parts=num_parts, part_index=part_index, preprocess_threads=1,
         prefetch_buffer=2, label_width=1, data_name="data", label_name="softmax_label",
         verbose=False)
+
+
+def data_iter(info, image_shape, batch_size, shuffle=True, seed=0, num_parts=1, part_index=0,
+              rand_mirror=False):
+    """The iterator for a checked file of either layout (:func:`check_data`): MXNet's
+    ``ImageRecordIter`` for a flat file, :class:`~fbnet_symbol.faces.FaceRecordIter` for an
+    identity-indexed one (its split's images, read through the index). Same conventions."""
+    if info.layout == "flat":
+        return record_iter(info.rec, image_shape, batch_size, shuffle, seed, num_parts,
+                           part_index, rand_mirror)
+    from .faces import FaceRecordIter
+    return FaceRecordIter(info, image_shape, batch_size, shuffle, seed, num_parts, part_index,
+                          rand_mirror)
 
 
 # ---------------------------------------------------------------- writing
@@ -238,6 +248,40 @@ def check_data(rec, what="data"):
     return check_recordio(rec, what=what)
 
 
+def write_synthetic_faces(out, identities=200, per_identity=10, size=32, pairs=600, seed=0):
+    """The offline face demo: ``out/train.rec`` (identity-indexed) + ``property``, the same
+    images flat in ``out/flat/train.rec``, and ``out/pairs.bin`` of identities not in
+    train. Returns the paths."""
+    import pickle
+
+    import cv2
+
+    from .faces import synthetic_faces, write_face_records
+
+    faces = synthetic_faces(identities, per_identity, size, seed)
+    write_face_records(os.path.join(out, "train"), faces)
+    write_images(os.path.join(out, "flat", "train"), [i for f in faces for i in f],
+                 [c for c, f in enumerate(faces) for _ in f], fmt=".jpg")
+    # pair identities are new people (another seed), as LFW's are to MS1M
+    unseen = synthetic_faces(max(2, pairs // 10), 4, size, seed + 7919)
+    rng = np.random.RandomState(seed)
+    encoded = [[cv2.imencode(".jpg", img)[1].tobytes() for img in f] for f in unseen]
+    bins, issame = [], []
+    for i in range(pairs):
+        if i % 2 == 0:
+            f = encoded[rng.randint(len(encoded))]
+            a, b = rng.choice(len(f), 2, replace=False)
+            bins += [f[a], f[b]]
+        else:
+            x, y = rng.choice(len(encoded), 2, replace=False)
+            bins += [encoded[x][rng.randint(4)], encoded[y][rng.randint(4)]]
+        issame.append(i % 2 == 0)
+    atomic_write(os.path.join(out, "pairs.bin"), pickle.dumps((bins, issame)), mode="wb")
+    return {"train": os.path.join(out, "train.rec"), "flat": os.path.join(out, "flat",
+                                                                          "train.rec"),
+            "pairs": os.path.join(out, "pairs.bin")}
+
+
 # ---------------------------------------------------------------- command line
 
 def main(argv=None):
@@ -313,7 +357,6 @@ def main(argv=None):
                  else draw_pairs(args.folder, args.num_pairs, args.seed))
         print("wrote %d pairs to %s" % (write_pair_set(args.out, pairs), args.out))
     elif args.cmd == "synthetic-faces":
-        from .faces import write_synthetic_faces
         for k, v in write_synthetic_faces(args.out, args.identities, args.per_identity,
                                           args.size, args.pairs, args.seed).items():
             print("%s: %s" % (k, v))

@@ -4,8 +4,20 @@ An evaluation is a callable ``(trainer, epoch) -> dict``; it reads the graph's o
 through :meth:`Trainer.infer <fbnet_symbol.trainer.Trainer.infer>` on batches the task
 builds for inference (:meth:`Task.eval_batch`: the supernet without noise at the epoch's
 temperature). Add one by passing it to the trainer; the loop does not change.
+
+* :func:`top1_evaluation`: top-1 on a held-out split (``--val-rec``).
+* :func:`verification_evaluation`: InsightFace's face verification on ``.bin`` pair sets
+  (``--verify``), embedding with the graph's ``embedding_out`` (the features the head
+  reads; for the supernet: at the epoch's temperature, no noise).
 """
-from .data import record_iter
+import logging
+
+import numpy as np
+
+from .data import data_iter
+from .recordio import PIXEL_MEAN, PIXEL_SCALE
+
+logger = logging.getLogger(__name__)
 
 
 def top1_evaluation(split="val"):
@@ -16,12 +28,51 @@ def top1_evaluation(split="val"):
             return {}
         correct = n = 0
         batch_size = trainer.settings.batch_size
-        for batch in record_iter(env.data[split].rec, env.image_shape, batch_size,
-                                 shuffle=False):
+        for batch in data_iter(env.data[split], env.image_shape, batch_size, shuffle=False):
             valid = batch_size - batch.pad
             logits = trainer.infer(task.eval_batch(batch.data[0], batch.label[0], valid,
                                                    epoch))[1].asnumpy()[:valid]
             correct += int((logits.argmax(1) == batch.label[0].asnumpy()[:valid]).sum())
             n += valid
         return {"%s_acc" % split: correct / max(n, 1)}
+    return evaluate
+
+
+def verification_evaluation(paths, image_shape, progress=True):
+    """An evaluation: accuracy (10-fold, InsightFace's protocol) and TAR at FAR 1e-3 on each
+    pair set. The sets are read and decoded now, so a bad file stops the run before it
+    trains (one-line error), not at the first epoch end."""
+    from .verify import decode_pairs, embed_pairs, format_result, load_pairs, score
+
+    sets = []
+    for path in paths:
+        pairs = load_pairs(path)
+        sets.append((pairs.name, decode_pairs(pairs, image_shape, path, progress),
+                     pairs.issame))
+
+    def evaluate(trainer, epoch):
+        import time
+
+        import mxnet as mx
+
+        task, size = trainer.task, trainer.settings.batch_size
+
+        def embed(batch):  # raw 0-255 RGB -> the graph's embedding output
+            n = len(batch)
+            full = np.zeros((size,) + batch.shape[1:], np.float32)
+            full[:n] = (batch - PIXEL_MEAN) / PIXEL_SCALE
+            outputs = trainer.infer(task.eval_batch(mx.nd.array(full), mx.nd.zeros((size,)),
+                                                    n, epoch))
+            return outputs[-1].asnumpy().reshape(size, -1)[:n]
+
+        record = {}
+        for name, images, issame in sets:
+            start = time.time()
+            result = score(*embed_pairs(embed, images, size, progress and trainer.env.progress,
+                                        name), issame)
+            result["seconds"] = time.time() - start
+            logger.info("epoch %d verification %s", epoch, format_result(name, result))
+            record.update({"%s_acc" % name: result["acc"], "%s_acc_std" % name: result["acc_std"],
+                           "%s_tar_at_far" % name: result["tar_at_far"]})
+        return record
     return evaluate

@@ -1,7 +1,12 @@
-"""Export a trained network to ONNX.
+"""Export a trained network to ONNX, or to InsightFace's MXNet form.
 
     python -m fbnet_symbol.export --load-model-path model/ --output fbnet.onnx
     python -m fbnet_symbol.export --load-model-path model/model-0010.params --output fbnet.onnx
+    python -m fbnet_symbol.export --load-model-path model/ --insightface model-fc1/
+
+``--insightface``: raw 0-255 RGB in, the normalisation inside the graph, the embedding
+out as ``fc1`` (:meth:`~fbnet_symbol.child.ChildNet.export_fc1`), for InsightFace's
+verification and deployment code.
 
 Reads the inference graph ``model-symbol.json`` / ``model-NNNN.params`` written by
 ``test.py --arch`` (a folder: the highest NNNN), exports it with ``mx.onnx.export_model``
@@ -104,6 +109,32 @@ def export(path, output, image_shape=None, seed=0):
             "input_shape": list(shape), "output_shape": list(y.shape)}
 
 
+def export_insightface(path, folder):
+    """Write ``folder/model-symbol.json`` / ``-NNNN.params`` / ``-input.json`` in InsightFace's
+    form from a ``test.py --arch`` output (its ``arch.json`` says what the graph is)."""
+    import mxnet as mx
+
+    from .architecture import load_architecture
+    from .child import ChildNet, read_input_description
+    from .heads import CLASSIFIER
+
+    prefix, epoch = find_deploy(path)
+    arch_json = os.path.join(os.path.dirname(prefix), "arch.json")
+    if not os.path.isfile(arch_json):
+        raise FBNetError("no arch.json beside %s-symbol.json: --insightface needs the folder "
+                         "test.py --arch wrote" % prefix)
+    shape = ((read_input_description(prefix) or {}).get("shape", [None])[1:]
+             or input_shape_of(prefix))
+    if not shape:
+        raise FBNetError("input size of %s unknown (no model-input.json or args.json)" % prefix)
+    _, arg, aux = mx.model.load_checkpoint(prefix, epoch)
+    classes = [v.shape[0] for k, v in arg.items() if k.startswith(CLASSIFIER)]
+    net = ChildNet(load_architecture(arch_json), max(classes + [2]), tuple(shape))
+    out = net.export_fc1(arg, aux, os.path.join(folder, "model"), epoch)
+    return {"prefix": out, "epoch": epoch, "params": "%s-%04d.params" % (prefix, epoch),
+            "input_shape": list(shape)}
+
+
 def check_with_onnxruntime(onnx_path, reference, python, tol=1e-4):
     """Run :mod:`fbnet_symbol.onnx_check` in another Python that has onnxruntime (``-I``:
     this package's folder must not shadow that Python's modules); returns its report."""
@@ -124,13 +155,24 @@ def main(argv=None):
     p = ArgumentParser(prog="python -m fbnet_symbol.export", description="export to ONNX")
     p.add_argument("--load-model-path", required=True,
                    help="a test.py --arch output folder or a model-NNNN.params")
-    p.add_argument("--output", required=True, help="the .onnx file to write")
+    p.add_argument("--output", help="the .onnx file to write")
+    p.add_argument("--insightface", metavar="FOLDER",
+                   help="instead of ONNX: write InsightFace's form (raw RGB in, fc1 out) here")
     p.add_argument("--image-shape", help="C,H,W (default: the training run's)")
     p.add_argument("--check", action="store_true",
                    help="compare with onnxruntime (needs --ort-python or FBNET_ORT_PYTHON)")
     p.add_argument("--ort-python", default=os.environ.get("FBNET_ORT_PYTHON"),
                    help="a Python with onnxruntime (see requirements-onnxruntime.txt)")
     args = p.parse_args(argv)
+    if bool(args.output) == bool(args.insightface):
+        raise FBNetError("give one of --output FILE.onnx or --insightface FOLDER")
+    if args.insightface:
+        info = export_insightface(args.load_model_path, args.insightface)
+        print("wrote %s-symbol.json and %s-%04d.params from %s: input data 1x%s raw 0-255 "
+              "RGB, output fc1 (see %s-input.json)" % (
+                  info["prefix"], info["prefix"], info["epoch"], info["params"],
+                  "x".join(map(str, info["input_shape"])), info["prefix"]))
+        return 0
     shape = parse_image_shape(args.image_shape) if args.image_shape else None
     info = export(args.load_model_path, args.output, shape)
     print("wrote %s from %s (input 1x%s, output %s)" % (

@@ -30,10 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import PIXEL_MEAN, PIXEL_SCALE
 from .errors import FBNetError
 from .fileio import atomic_write
-from .recordio import RECORD_MAGIC, LENGTH_MASK, idx_path
+from .recordio import IMAGE_EXTENSIONS, LENGTH_MASK, PIXEL_MEAN, PIXEL_SCALE, RECORD_MAGIC, idx_path
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +208,7 @@ def check_face_records(rec, idx=None, decode_samples=16, what="data"):
 
 # ---------------------------------------------------------------- the iterator
 
-def _decode(payload, height, width):
+def decode_image(payload, height, width):
     """BGR bytes -> RGB uint8 HxWx3: shorter side resized to the input, centre crop."""
     import cv2
 
@@ -268,7 +267,7 @@ class FaceRecordIter:
                 raise FBNetError("%s: image record %d has class %g, outside the header's %d "
                                  "identities; re-pack the data" % (r.rec, key, label[0],
                                                                    r.identities))
-            return label[0], _decode(payload, self.height, self.width)
+            return label[0], decode_image(payload, self.height, self.width)
 
         labels, images = zip(*pool.map(one, items))
         data = np.stack(images).astype(np.float32)
@@ -367,7 +366,6 @@ def _identity_folders(folder):
 
 
 def _image_files(folder):
-    from .data import IMAGE_EXTENSIONS
     return [os.path.join(folder, f) for f in sorted(os.listdir(folder))
             if f.lower().endswith(IMAGE_EXTENSIONS)]
 
@@ -542,36 +540,3 @@ def synthetic_faces(num_identities, per_identity, size=32, seed=0):
             images.append(np.clip(img, 0, 255).astype(np.uint8))
         out.append(images)
     return out
-
-
-def write_synthetic_faces(out, identities=200, per_identity=10, size=32, pairs=600, seed=0):
-    """The offline face demo: ``out/train.rec`` (identity-indexed) + ``property``, the same
-    images flat in ``out/flat/train.rec``, and ``out/pairs.bin`` of identities not in
-    train. Returns the paths."""
-    import cv2
-
-    from .data import write_images
-
-    faces = synthetic_faces(identities, per_identity, size, seed)
-    write_face_records(os.path.join(out, "train"), faces)
-    write_images(os.path.join(out, "flat", "train"), [i for f in faces for i in f],
-                 [c for c, f in enumerate(faces) for _ in f], fmt=".jpg")
-    # pair identities are new people (another seed), as LFW's are to MS1M
-    unseen = synthetic_faces(max(2, pairs // 10), 4, size, seed + 7919)
-    rng = np.random.RandomState(seed)
-    encoded = [[cv2.imencode(".jpg", img)[1].tobytes() for img in f] for f in unseen]
-    bins, issame = [], []
-    for i in range(pairs):
-        if i % 2 == 0:
-            f = encoded[rng.randint(len(encoded))]
-            a, b = rng.choice(len(f), 2, replace=False)
-            bins += [f[a], f[b]]
-        else:
-            x, y = rng.choice(len(encoded), 2, replace=False)
-            bins += [encoded[x][rng.randint(4)], encoded[y][rng.randint(4)]]
-        issame.append(i % 2 == 0)
-    import pickle
-    atomic_write(os.path.join(out, "pairs.bin"), pickle.dumps((bins, issame)), mode="wb")
-    return {"train": os.path.join(out, "train.rec"), "flat": os.path.join(out, "flat",
-                                                                          "train.rec"),
-            "pairs": os.path.join(out, "pairs.bin")}

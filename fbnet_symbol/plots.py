@@ -61,13 +61,19 @@ def plot_latency(history, path, title=""):
     ax.set_xlabel("epoch")
     ax.set_ylabel("ms")
     ax2 = ax.twinx()
-    for key, style, label in (("theta_acc", "s--", "top-1, theta split (training)"),
-                              ("val_acc", "^--", "top-1, validation split")):
+    # verification accuracies are recorded as <pair set>_acc (evaluation.py)
+    verification = sorted({k for h in history for k in h if k.endswith("_acc")}
+                          - {"weight_acc", "theta_acc", "val_acc"})
+    curves = [("theta_acc", "s--", "top-1, theta split (training)"),
+              ("val_acc", "^--", "top-1, validation split")] + [
+        (k, "d-.", "verification, %s" % k[:-len("_acc")]) for k in verification]
+    for key, style, label in curves:
         points = [(h["epoch"], h[key]) for h in history if h.get(key) is not None]
         if points:
             ax2.plot(*zip(*points), style, label=label)
-    ax2.set_ylabel("top-1")
-    ax2.legend(loc="upper right", fontsize=8)
+    ax2.set_ylabel("accuracy")
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(loc="upper right", fontsize=8)
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -10,8 +10,7 @@ import os
 
 import numpy as np
 
-from .data import record_iter
-from .recordio import check_recordio
+from .data import check_data, data_iter
 from .devices import parse_devices
 from .distributed import Collective, check_kvstore_type, create_kvstore
 from .errors import FBNetError
@@ -69,11 +68,23 @@ class RunEnv:
 
     def _check_data(self):
         s = self.settings
-        data = {"train": check_recordio(s.train_rec, what="--train-rec"),
-                "theta": check_recordio(s.theta_rec, what="--theta-rec")}
+        data = {"train": check_data(s.train_rec, what="--train-rec")}
+        if os.path.abspath(s.theta_rec) != os.path.abspath(s.train_rec):
+            data["theta"] = check_data(s.theta_rec, what="--theta-rec")
+        elif data["train"].layout == "flat":
+            raise FBNetError("--train-rec and --theta-rec are the same flat file %s; split it "
+                             "with python -m fbnet_symbol.data split %s --out-a train --out-b "
+                             "theta" % (s.train_rec, s.train_rec))
+        elif s.fixed:  # nothing trains theta: the weights get every image
+            data["theta"] = data["train"]
+        else:  # InsightFace's layout: theta split off by image, the file read in place
+            data["train"], data["theta"] = data["train"].split()
+            logger.info("%s: %d identities; weight split %d images, theta split %d (every "
+                        "5th image of each identity)", s.train_rec, data["train"].num_classes,
+                        data["train"].num_records, data["theta"].num_records)
         # validation runs on rank 0 only: the other workers need no copy of --val-rec
         if s.val_rec and self.writer:
-            data["val"] = check_recordio(s.val_rec, what="--val-rec")
+            data["val"] = check_data(s.val_rec, what="--val-rec")
         step = self.num_workers * s.batch_size
         for split in ("train", "theta"):
             info = data[split]
@@ -94,9 +105,9 @@ class RunEnv:
         """This worker's shard of ``split`` in epoch ``epoch``'s order (a pure function of
         the run seed, the epoch and ``stream``, so a resumed run sees the same batches)."""
         s = self.settings
-        return record_iter(self.data[split].rec, self.image_shape, s.batch_size, shuffle=True,
-                           seed=derived_seed(s.seed, epoch, stream), rand_mirror=mirror,
-                           num_parts=self.num_workers, part_index=self.rank)
+        return data_iter(self.data[split], self.image_shape, s.batch_size, shuffle=True,
+                         seed=derived_seed(s.seed, epoch, stream), rand_mirror=mirror,
+                         num_parts=self.num_workers, part_index=self.rank)
 
     def data_sizes(self):
         return [self.data["train"].num_records, self.data["theta"].num_records,

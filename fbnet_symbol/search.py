@@ -10,7 +10,7 @@ training of that architecture (:class:`~fbnet_symbol.train_task.TrainTask`) — 
 to the :class:`~fbnet_symbol.trainer.Trainer` with the evaluations of the run.
 """
 from .data import embedded_digits
-from .evaluation import top1_evaluation
+from .evaluation import top1_evaluation, verification_evaluation
 from .run_env import RunEnv
 from .search_task import SearchTask
 from .settings import Settings, resolve
@@ -31,6 +31,9 @@ class SearchRun:
         self.task = (TrainTask if self.settings.fixed else SearchTask)(self.env)
         if evaluations is None:
             evaluations = [top1_evaluation("val")]
+            if self.settings.verify and self.env.writer:  # evaluations run on rank 0
+                evaluations.append(verification_evaluation(
+                    self.settings.verify, self.env.image_shape, self.env.progress))
         self.trainer = Trainer(self.env, self.task, evaluations)
 
     def run(self, stop_after_steps=None):

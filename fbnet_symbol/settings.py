@@ -69,6 +69,14 @@ class Settings:
         "embedded digits data set", "data")
     theta_rec: Optional[str] = setting(None, "theta split (.rec)", "data")
     val_rec: Optional[str] = setting(None, "held-out split: top-1 each epoch", "data")
+    data_dir: Optional[str] = setting(
+        None, "InsightFace's data folder (train.rec/.idx, property, *.bin): trains on "
+        "train.rec (theta: every 5th image of each identity, read in place), verifies on its "
+        ".bin pair sets; instead of --train-rec/--theta-rec", "data")
+    verify: Optional[object] = setting(
+        None, "pair sets (.bin) scored at every epoch end, comma-separated (lfw.bin,cfp_fp.bin; "
+        "names are looked up in --data-dir); default with --data-dir: all its .bin files",
+        "data")
     rand_mirror: bool = setting(False, "random horizontal flips", "data", action="store_true")
     threads: object = setting(
         "auto", "CPU threads of MXNet's operators: a number, or auto: MXNET_OMP_MAX_THREADS / "
@@ -195,7 +203,7 @@ def resolve(settings, embedded_data=None):
     ``embedded_data``: a callable returning ``{"train", "theta", "val"}`` paths, used when
     neither ``train_rec`` nor ``theta_rec`` is given.
     """
-    s = settings
+    s = _with_data_dir(settings)
     if bool(s.train_rec) != bool(s.theta_rec):
         raise FBNetError("give both --train-rec (weight split) and --theta-rec (theta split); "
                          "to split one file 80/20 run: python -m fbnet_symbol.data split "
@@ -219,11 +227,46 @@ def resolve(settings, embedded_data=None):
         changes.setdefault("preset", s.preset or "seed")
         changes.setdefault("model_type", s.model_type or "softmax")
     out = replace(s, **changes)
-    shape = out.image_shape or get_preset(out.preset).image_shape
+    shape = out.image_shape or _property_shape(s) or get_preset(out.preset).image_shape
     out = replace(out, image_shape=tuple(parse_image_shape(shape)))
     if out.epochs < 1 or out.warmup_epochs < 0:
         raise FBNetError("--epochs must be >= 1 and --warmup-epochs >= 0")
     return out
+
+
+def _with_data_dir(s):
+    """``--data-dir``: the training file (both splits: theta is split off by image) and the
+    pair sets; ``--verify`` names resolved against it."""
+    import glob
+    import os
+
+    verify = [v for v in (s.verify.split(",") if isinstance(s.verify, str) else s.verify or ())
+              if v]
+    if s.data_dir:
+        if s.train_rec or s.theta_rec:
+            raise FBNetError("give --data-dir or --train-rec/--theta-rec, not both")
+        train = os.path.join(s.data_dir, "train.rec")
+        if not os.path.isfile(train):
+            raise FBNetError("--data-dir %s has no train.rec; give InsightFace's data folder "
+                             "(train.rec, train.idx, property, *.bin) or pack one with python "
+                             "-m fbnet_symbol.data pack-faces" % s.data_dir)
+        verify = [v if os.path.isfile(v) else os.path.join(s.data_dir, v) for v in verify] \
+            or sorted(glob.glob(os.path.join(glob.escape(s.data_dir), "*.bin")))
+        s = replace(s, train_rec=train, theta_rec=train)
+    for v in verify:
+        if not os.path.isfile(v):
+            raise FBNetError("--verify %s does not exist; give a .bin pair set (lfw.bin, ...) "
+                             "or make one with python -m fbnet_symbol.data make-pairs" % v)
+    return replace(s, verify=tuple(verify))
+
+
+def _property_shape(s):
+    """(3, H, W) of ``--data-dir``'s property file, the size its faces were cut at."""
+    if not s.data_dir:
+        return None
+    from .faces import read_property
+    found = read_property(s.data_dir)
+    return (3, found[1], found[2]) if found else None
 
 
 # ---------------------------------------------------------------- the command line

@@ -189,7 +189,8 @@ class Supernet:
         loss = mx.sym.MakeLoss(loss * weight, name="loss")
         return mx.sym.Group([loss, mx.sym.BlockGrad(plain_logits, name="logits_out"),
                              mx.sym.BlockGrad(ce, name="ce_out"),
-                             mx.sym.BlockGrad(latency, name="latency_out")])
+                             mx.sym.BlockGrad(latency, name="latency_out"),
+                             mx.sym.BlockGrad(features, name="embedding_out")])
 
     def _weighted(self, out, w, name):
         """``w * out`` as a matrix product, so that the backward pass — the gradient of

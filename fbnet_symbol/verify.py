@@ -72,7 +72,7 @@ def decode_pairs(pairs, image_shape, path="", progress=False):
     import cv2
     from tqdm import tqdm
 
-    from .faces import _decode
+    from .faces import decode_image
 
     _, h, w = image_shape
     out = np.empty((len(pairs.bins), 3, h, w), np.uint8)
@@ -82,7 +82,7 @@ def decode_pairs(pairs, image_shape, path="", progress=False):
         if cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR) is None:
             raise FBNetError("%s: image %d (pair %d) does not decode; re-make the pair set"
                              % (path or pairs.name, i, i // 2))
-        out[i] = _decode(payload, h, w).transpose(2, 0, 1)
+        out[i] = decode_image(payload, h, w).transpose(2, 0, 1)
     return out
 
 
@@ -168,34 +168,6 @@ def embed_pairs(embed, images, batch_size, progress=False, name=""):
 
 # ---------------------------------------------------------------- a shipped model
 
-def find_model(path):
-    """(prefix, epoch) of a shipped graph: a folder (its ``model-NNNN.params`` of the highest
-    epoch, or any ``PREFIX-NNNN.params`` beside a ``PREFIX-symbol.json``) or a ``.params``."""
-    import glob
-    import re
-
-    if os.path.isfile(path):
-        m = re.fullmatch(r"(.*)-(\d+)\.params", path)
-        if not m or not os.path.isfile(m.group(1) + "-symbol.json"):
-            raise FBNetError("%s is not PREFIX-NNNN.params beside a PREFIX-symbol.json; pass "
-                             "the folder test.py --arch wrote" % path)
-        return m.group(1), int(m.group(2))
-    if not os.path.isdir(path):
-        raise FBNetError("--load-model-path %s does not exist; pass the folder test.py --arch "
-                         "wrote, or a .params file" % path)
-    found = []
-    for params in glob.glob(os.path.join(path, "*-[0-9][0-9][0-9][0-9].params")):
-        prefix, epoch = params[:-12], int(params[-11:-7])
-        if os.path.isfile(prefix + "-symbol.json"):
-            found.append((os.path.basename(prefix) == "model", epoch, prefix))
-    if not found:
-        raise FBNetError("no shipped graph (PREFIX-symbol.json + PREFIX-NNNN.params) in %s; "
-                         "train one with test.py --arch (its checkpoints/ are for resuming)"
-                         % path)
-    _, epoch, prefix = max(found)
-    return prefix, epoch
-
-
 def embedding_output(symbol):
     """The embedding of a shipped graph: ``fc1`` (InsightFace export), the graph itself (a
     margin head's embedding), or for a softmax graph what its classifier reads."""
@@ -221,15 +193,18 @@ class Embedder:
         import mxnet as mx
 
         from .child import read_input_description
-        from .data import PIXEL_MEAN, PIXEL_SCALE
+        from .recordio import PIXEL_MEAN, PIXEL_SCALE
+        from .export import find_deploy, input_shape_of
 
-        self.prefix, self.epoch = find_model(path)
+        self.prefix, self.epoch = find_deploy(path)
         symbol, arg, aux = mx.model.load_checkpoint(self.prefix, self.epoch)
         desc = read_input_description(self.prefix) or {}
-        shape = tuple(image_shape or desc.get("shape", [None])[1:])
+        shape = tuple(image_shape or desc.get("shape", [None])[1:] or
+                      input_shape_of(self.prefix) or ())
         if len(shape) != 3:
-            raise FBNetError("%s-symbol.json has no %s-input.json saying its input size; give "
-                             "--image-shape C,H,W" % (self.prefix, self.prefix))
+            raise FBNetError("the input size of %s-symbol.json is unknown (no %s-input.json or "
+                             "args.json beside it); give --image-shape C,H,W"
+                             % (self.prefix, os.path.basename(self.prefix)))
         self.image_shape, self.batch_size = shape, batch_size
         raw = desc.get("normalisation", "").startswith("inside")
         self.mean, self.scale = (0.0, 1.0) if raw else (PIXEL_MEAN, PIXEL_SCALE)
@@ -280,7 +255,8 @@ def main(argv=None):
                        description="Face verification accuracy of a shipped model on "
                                    "InsightFace pair sets (10-fold protocol, TAR@FAR=1e-3)")
     p.add_argument("--load-model-path", required=True,
-                   help="the folder test.py --arch wrote, or a PREFIX-NNNN.params file")
+                   help="the folder test.py --arch (or export --insightface) wrote, or a "
+                        "model-NNNN.params file")
     p.add_argument("--bin", action="append", required=True,
                    help="a pair set (lfw.bin, cfp_fp.bin, agedb_30.bin, ...); repeatable")
     p.add_argument("--batch-size", type=int, default=64)

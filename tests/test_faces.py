@@ -6,7 +6,6 @@ import sys
 import numpy as np
 import pytest
 
-from fbnet_symbol.errors import FBNetError
 from tests.conftest import ROOT
 
 
@@ -177,3 +176,81 @@ def test_pack_faces_and_make_pairs_tools(tmp_path):
               "--images", str(tmp_path / "in"))
     assert res.returncode == 0, res.stderr
     assert list(load_pairs(str(tmp_path / "lfw.bin")).issame) == [True, False]
+
+
+@pytest.fixture
+def face_dir(tmp_path):
+    """InsightFace's folder, synthetic: train.rec/.idx (identity-indexed), property, a .bin."""
+    from fbnet_symbol.data import write_synthetic_faces
+    from tests.conftest import synthetic_lut
+    paths = write_synthetic_faces(str(tmp_path / "faces"), identities=6, per_identity=5,
+                                  size=8, pairs=20)
+    os.replace(paths["pairs"], str(tmp_path / "faces" / "synth.bin"))
+    return {"dir": str(tmp_path / "faces"), "lut": synthetic_lut(tmp_path / "speed.txt")}
+
+
+def test_search_on_insightface_data_verifies_each_epoch(face_dir, tmp_path):
+    """--data-dir: train.rec read in place (theta split by image), the property's size,
+    the .bin found and scored at every epoch end, in history.json; then resumed exactly."""
+    import json
+    from fbnet_symbol.search import SearchConfig, SearchRun
+    cfg = dict(data_dir=face_dir["dir"], model_type="arcface", width_mult=0.25, batch_size=8,
+               epochs=2, warmup_epochs=1, lut=face_dir["lut"], progress=False, log_frequence=0,
+               save_frequence=2, seed=3)
+    run = SearchRun(SearchConfig(save_model_path=str(tmp_path / "full"), **cfg))
+    assert run.settings.image_shape == (3, 8, 8)  # from property
+    assert run.env.data["train"].num_records + run.env.data["theta"].num_records == 30
+    assert run.env.num_classes == 6
+    run.run()
+    history = json.load(open(tmp_path / "full" / "history.json"))
+    records = history if isinstance(history, list) else history["epochs"]
+    assert all(0 <= r["synth_acc"] <= 1 and "synth_tar_at_far" in r for r in records)
+    want = {k: v.asnumpy() for k, v in run.params()[0].items()}
+    from fbnet_symbol.search import StopRequested
+    with pytest.raises(StopRequested):
+        SearchRun(SearchConfig(save_model_path=str(tmp_path / "cut"), **cfg)).run(
+            stop_after_steps=3)
+    resumed = SearchRun(SearchConfig(save_model_path=str(tmp_path / "cut"),
+                                     load_model_path=str(tmp_path / "cut"), **cfg))
+    resumed.run()
+    for name, value in resumed.params()[0].items():
+        np.testing.assert_allclose(value.asnumpy(), want[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+
+
+@pytest.mark.slow
+def test_train_export_and_verify_a_face_model_from_the_command_line(face_dir, tmp_path):
+    """test.py --arch --data-dir trains and verifies; export --insightface writes fc1; the
+    verify CLI scores both the shipped graph and the fc1 export alike."""
+    import json
+    env = {k: v for k, v in os.environ.items() if k != "MXNET_ENGINE_TYPE"}
+
+    def run(*args, module=None):
+        cmd = [sys.executable] + (["-m", module] if module else ["test.py"]) + list(args)
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=600)
+
+    out = tmp_path / "trained"
+    res = run("--arch", "fbnet_b", "--width-mult", "0.25", "--model-type", "arcface",
+              "--data-dir", face_dir["dir"], "--verify", "synth.bin", "--epochs", "2",
+              "--batch-size", "8", "--save-model-path", str(out), "--no-progress")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "epoch 1 verification synth: accuracy" in res.stderr
+    assert json.load(open(out / "model-input.json"))["shape"] == [1, 3, 8, 8]
+    res = run("--load-model-path", str(out), "--insightface", str(tmp_path / "fc1"),
+              module="fbnet_symbol.export")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (tmp_path / "fc1" / "model-0002.params").is_file()
+    scores = []
+    for model in (out, tmp_path / "fc1"):
+        res = run("--load-model-path", str(model), "--bin",
+                  os.path.join(face_dir["dir"], "synth.bin"), "--json", module="fbnet_symbol.verify")
+        assert res.returncode == 0, res.stderr[-2000:]
+        scores.append(json.loads(res.stdout)["synth"])
+    assert scores[0]["acc"] == pytest.approx(scores[1]["acc"])
+    # bad input: one line, exit 2, before any training
+    res = run("--data-dir", str(tmp_path), "--save-model-path", str(tmp_path / "x"))
+    assert res.returncode == 2 and "has no train.rec" in res.stderr
+    res = run("--data-dir", face_dir["dir"], "--verify", "missing.bin", "--save-model-path",
+              str(tmp_path / "x"))
+    assert res.returncode == 2 and "missing.bin does not exist" in res.stderr

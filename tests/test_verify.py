@@ -81,12 +81,16 @@ def test_bad_pair_sets_get_one_line(tmp_path, content, message):
     assert message in str(e.value) and "lfw.bin" in str(e.value)
 
 
-def test_python2_pickles_with_bytes_load():
-    """Old InsightFace .bin files were pickled by Python 2: their str are bytes."""
-    import io
-    from fbnet_symbol.verify import load_pairs  # noqa: F401 (encoding='bytes' is what matters)
-    data = pickle.dumps(([b"\xff\xd8", b"\xff\xd8"], [True]), protocol=2)
-    assert pickle.load(io.BytesIO(data), encoding="bytes")[1] == [True]
+def test_python2_pickles_load_as_bytes(tmp_path):
+    """Old InsightFace .bin files were pickled by Python 2, whose str holds the JPEG bytes:
+    protocol-0 opcodes as Python 2 writes them (unreadable without encoding='bytes')."""
+    from fbnet_symbol.verify import load_pairs
+    path = tmp_path / "old.bin"
+    path.write_bytes(b"((S'\\xff\\xd8'\nS'\\xff\\xd9'\nl(I01\nlt.")
+    with pytest.raises(UnicodeDecodeError):
+        pickle.loads(path.read_bytes())
+    pairs = load_pairs(str(path))
+    assert pairs.bins == [b"\xff\xd8", b"\xff\xd9"] and list(pairs.issame) == [True]
 
 
 def test_a_shipped_model_and_its_fc1_export_score_the_same(tmp_path):
@@ -98,7 +102,7 @@ def test_a_shipped_model_and_its_fc1_export_score_the_same(tmp_path):
     import mxnet as mx
     from fbnet_symbol.architecture import load_architecture
     from fbnet_symbol.child import ChildNet
-    from fbnet_symbol.faces import write_synthetic_faces
+    from fbnet_symbol.data import write_synthetic_faces
     from fbnet_symbol.verify import Embedder
 
     paths = write_synthetic_faces(str(tmp_path / "faces"), identities=4, per_identity=2,
