@@ -209,7 +209,7 @@ def check_face_records(rec, idx=None, decode_samples=16, what="data"):
 # ---------------------------------------------------------------- the iterator
 
 def decode_image(payload, height, width):
-    """BGR bytes -> RGB uint8 HxWx3: shorter side resized to the input, centre crop."""
+    """Encoded image bytes -> RGB uint8 HxWx3: shorter side resized to the input, centre crop."""
     import cv2
 
     img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
@@ -260,21 +260,26 @@ class FaceRecordIter:
         size = os.path.getsize(r.rec)
         items = self.order[rows]
 
-        def one(i):
-            key = int(r.image_keys[i])
+        data = np.empty((len(rows), self.channels, self.height, self.width), np.float32)
+        labels = np.empty(len(rows), np.float32)
+        flips = self.mirror[rows]
+
+        def one(row):  # decoded, flipped and normalised in the worker (numpy frees the GIL)
+            key = int(r.image_keys[items[row]])
             label, payload = read_record(fd, r.offsets[key], size, r.rec, key)
             if not 0 <= label[0] < r.identities:
                 raise FBNetError("%s: image record %d has class %g, outside the header's %d "
                                  "identities; re-pack the data" % (r.rec, key, label[0],
                                                                    r.identities))
-            return label[0], decode_image(payload, self.height, self.width)
+            img = decode_image(payload, self.height, self.width).transpose(2, 0, 1)
+            if flips[row]:
+                img = img[:, :, ::-1]
+            np.subtract(img, PIXEL_MEAN, out=data[row], dtype=np.float32)
+            data[row] *= 1.0 / PIXEL_SCALE
+            labels[row] = label[0]
 
-        labels, images = zip(*pool.map(one, items))
-        data = np.stack(images).astype(np.float32)
-        flip = self.mirror[rows]
-        data[flip] = data[flip, :, ::-1]
-        data = (data.transpose(0, 3, 1, 2) - PIXEL_MEAN) / PIXEL_SCALE
-        return data, np.array(labels, dtype=np.float32), pad
+        list(pool.map(one, range(len(rows))))
+        return data, labels, pad
 
     def __iter__(self):
         import mxnet as mx
