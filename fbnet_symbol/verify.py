@@ -148,8 +148,11 @@ def score(embeddings, flipped, issame):
     dist = pair_distances(flip_add_normalize(embeddings, flipped))
     result = verification_accuracy(dist, issame)
     tar, thr = tar_at_far(dist, issame)
+    # closer than the threshold grid's first step: the protocol can only answer 50%
+    collapsed = bool(np.max(dist) < THRESHOLDS[1])
     return {"acc": result["acc"], "acc_std": result["acc_std"], "tar_at_far": tar,
-            "far": FAR_TARGET, "far_threshold": thr, "pairs": int(len(issame))}
+            "far": FAR_TARGET, "far_threshold": thr, "pairs": int(len(issame)),
+            "collapsed": collapsed}
 
 
 def embed_pairs(embed, images, batch_size, progress=False, name=""):
@@ -240,9 +243,11 @@ def verify_model(embed, paths, image_shape, batch_size, progress=True):
 
 
 def format_result(name, r):
-    return ("%s: accuracy %.5f +- %.5f, TAR %.4f at FAR %g (%d pairs, %.1f s)"
+    return ("%s: accuracy %.5f +- %.5f, TAR %.4f at FAR %g (%d pairs, %.1f s)%s"
             % (name, r["acc"], r["acc_std"], r["tar_at_far"], r["far"], r["pairs"],
-               r.get("seconds", float("nan"))))
+               r.get("seconds", float("nan")),
+               "; the embeddings have collapsed (every pair closer than 0.01): on small data "
+               "lower --margin-s/--margin-m or train longer" if r.get("collapsed") else ""))
 
 
 def main(argv=None):

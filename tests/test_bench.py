@@ -20,3 +20,15 @@ def test_bench_supernet_json_with_profile():
     assert "Convolution" in ops and "_backward_Convolution" in ops  # ops timed one by one
     assert all(row["calls"] > 0 and row["ms"] >= 0 for row in result["profile"])
     assert sum(row["percent"] for row in result["profile"]) <= 100.0 + 1e-6
+
+
+def test_bench_faces_json():
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "bench_faces.py"), "--images", "40",
+         "--batch-size", "16", "--pairs", "10", "--width-mult", "0.25", "--json"],
+        capture_output=True, text=True, timeout=300, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    for size in ("112x112", "108x108"):
+        speeds = result["reader_images_per_s"][size]
+        assert speeds["identity_indexed"] > 0 and speeds["flat_image_record_iter"] > 0
+    assert result["verification"]["pairs"] == 10 and result["verification"]["seconds"] > 0

@@ -39,6 +39,8 @@ def run(net, mod, noise, temperature=2.0, names=None):
                       noise, temperature)
     mod.forward_backward(batch)
     outs = [o.asnumpy() for o in mod.get_outputs()]
+    assert len(outs) == 5 and outs[4].shape[0] == B  # ..., embedding_out (verification)
+    outs = outs[:4]  # loss, logits, CE, latency
     grads = {n: mod._exec_group.grad_arrays[mod._param_names.index(n)][0].asnumpy()
              for n in (names or net.theta_names)}
     return outs, grads
