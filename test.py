@@ -65,7 +65,8 @@ def main(argv=None):
               % (summary["entropy"], summary["num_layers"], summary["argmax_probability"],
                  summary["uniform_probability"], summary["decided_layers"]))
         print("  expected latency %.3f ms at the start -> %.3f ms at the end (%+.1f%%); argmax "
-              "network %.3f ms" % (summary["initial_expected_latency_ms"],
+              "network's blocks %.3f ms (searchable layers only, as E[LAT]; sample.py adds the "
+              "fixed parts)" % (summary["initial_expected_latency_ms"],
                                    summary["expected_latency_ms"],
                                    100 * (summary["expected_latency_ms"]
                                           / summary["initial_expected_latency_ms"] - 1),
