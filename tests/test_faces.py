@@ -189,6 +189,7 @@ def face_dir(tmp_path):
     return {"dir": str(tmp_path / "faces"), "lut": synthetic_lut(tmp_path / "speed.txt")}
 
 
+@pytest.mark.slow
 def test_search_on_insightface_data_verifies_each_epoch(face_dir, tmp_path):
     """--data-dir: train.rec read in place (theta split by image), the property's size,
     the .bin found and scored at every epoch end, in history.json; then resumed exactly."""
