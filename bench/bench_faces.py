@@ -78,7 +78,8 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from fbnet_symbol.data import write_images
-    from fbnet_symbol.faces import check_face_records, synthetic_faces, write_face_records
+    from fbnet_symbol.face_files import synthetic_faces, write_face_records
+    from fbnet_symbol.faces import check_face_records
     from fbnet_symbol.threads import omp_threads
 
     per = 20

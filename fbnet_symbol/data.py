@@ -22,9 +22,8 @@ import tempfile
 import numpy as np
 
 from .errors import FBNetError
-from .fileio import atomic_write, default_cache_dir
-from .recordio import (IMAGE_EXTENSIONS, PIXEL_MEAN, PIXEL_SCALE, check_recordio,
-                       idx_path, read_header, read_index)
+from .fileio import IMAGE_EXTENSIONS, atomic_write, class_folders, default_cache_dir, image_files
+from .recordio import PIXEL_MEAN, PIXEL_SCALE, check_recordio, idx_path, read_header, read_index
 
 logger = logging.getLogger(__name__)
 
@@ -90,17 +89,9 @@ def pack_folder(folder, prefix, resize=None, quality=95):
     import mxnet as mx
     from tqdm import tqdm
 
-    if not os.path.isdir(folder):
-        raise FBNetError("image folder %s does not exist" % folder)
-    classes = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
-    if len(classes) < 2:
-        raise FBNetError("%s needs one sub-folder per class (at least two); found %d"
-                         % (folder, len(classes)))
-    items = []
-    for label, name in enumerate(classes):
-        for f in sorted(os.listdir(os.path.join(folder, name))):
-            if f.lower().endswith(IMAGE_EXTENSIONS):
-                items.append((os.path.join(folder, name, f), label))
+    classes = class_folders(folder)
+    items = [(path, label) for label, name in enumerate(classes)
+             for path in image_files(os.path.join(folder, name))]
     if not items:
         raise FBNetError("no images (%s) under %s" % (" ".join(IMAGE_EXTENSIONS), folder))
     w = _writer(prefix)
@@ -256,7 +247,7 @@ def write_synthetic_faces(out, identities=200, per_identity=10, size=32, pairs=6
 
     import cv2
 
-    from .faces import synthetic_faces, write_face_records
+    from .face_files import synthetic_faces, write_face_records
 
     faces = synthetic_faces(identities, per_identity, size, seed)
     write_face_records(os.path.join(out, "train"), faces)
@@ -343,14 +334,14 @@ def main(argv=None):
         print("%s: %s layout, %d images, %d classes" % (args.rec, info.layout,
                                                         info.num_records, info.num_classes))
     elif args.cmd == "pack-faces":
-        from .faces import pack_faces
+        from .face_files import pack_faces
         from .search_space import parse_image_shape
         size = tuple(parse_image_shape("3," + args.size)[1:]) if args.size else None
         n, ids = pack_faces(args.folder, args.out, size)
         print("packed %d images of %d identities into %s.rec (identity-indexed) and %s"
               % (n, ids, args.out, os.path.join(os.path.dirname(args.out) or ".", "property")))
     elif args.cmd == "make-pairs":
-        from .faces import draw_pairs, pairs_from_lfw_list, write_pair_set
+        from .face_files import draw_pairs, pairs_from_lfw_list, write_pair_set
         if bool(args.pairs_txt) == bool(args.folder) or bool(args.pairs_txt) != bool(args.images):
             raise FBNetError("give either --pairs-txt FILE --images DIR, or --folder DIR")
         pairs = (pairs_from_lfw_list(args.pairs_txt, args.images) if args.pairs_txt

@@ -1,8 +1,29 @@
-"""Files on disk: atomic writes, checksums, the cache folder — a crash never leaves a half-written file that is trusted."""
+"""Files on disk: atomic writes, checksums, the cache folder, image folders — a crash never leaves a half-written file that is trusted."""
 import hashlib
 import json
 import os
 import tempfile
+
+from .errors import FBNetError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def class_folders(folder, what="class"):
+    """The sub-folders of an image folder, one per class (identity), sorted by name."""
+    if not os.path.isdir(folder):
+        raise FBNetError("image folder %s does not exist" % folder)
+    names = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+    if len(names) < 2:
+        raise FBNetError("%s needs one sub-folder per %s (at least two); found %d"
+                         % (folder, what, len(names)))
+    return names
+
+
+def image_files(folder):
+    """The image files of a folder (by extension), sorted by name."""
+    return [os.path.join(folder, f) for f in sorted(os.listdir(folder))
+            if f.lower().endswith(IMAGE_EXTENSIONS)]
 
 
 def atomic_write(path, data, mode="w"):

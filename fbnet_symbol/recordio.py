@@ -16,7 +16,6 @@ from .errors import FBNetError
 # The package's one pixel convention, in training, evaluation and export: RGB,
 # (x - 127.5) / 127.5 (InsightFace divides by 128; exports that take raw pixels carry ours)
 PIXEL_MEAN, PIXEL_SCALE = 127.5, 127.5
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 RECORD_MAGIC = 0xCED7230A
 LENGTH_MASK = (1 << 29) - 1
 

@@ -10,7 +10,7 @@ from tests.conftest import ROOT
 
 
 def _faces(ids=5, per=4, size=16, seed=0):
-    from fbnet_symbol.faces import synthetic_faces
+    from fbnet_symbol.face_files import synthetic_faces
     return synthetic_faces(ids, per, size, seed)
 
 
@@ -20,7 +20,7 @@ def test_written_as_insightface_writes_it_and_read_back(tmp_path, header_last):
     from fbnet_symbol.data import check_data
     from fbnet_symbol.faces import is_identity_indexed
     faces = [f[:n] for f, n in zip(_faces(5, 5), [3, 1, 4, 2, 5])]
-    from fbnet_symbol.faces import write_face_records
+    from fbnet_symbol.face_files import write_face_records
     write_face_records(str(tmp_path / "train"), faces, header_last=header_last)
     # the file as mx.recordio sees it: record 0 a 2-label header with no image, last in the file
     reader = mx.recordio.MXIndexedRecordIO(str(tmp_path / "train.idx"),
@@ -49,7 +49,8 @@ def test_a_flat_file_keeps_its_layout(tmp_path):
 
 
 def test_theta_split_is_by_image_inside_each_identity(tmp_path):
-    from fbnet_symbol.faces import check_face_records, write_face_records
+    from fbnet_symbol.face_files import write_face_records
+    from fbnet_symbol.faces import check_face_records
     faces = [f[:n] for f, n in zip(_faces(4, 12, size=8), [1, 2, 6, 12])]
     write_face_records(str(tmp_path / "t"), faces)
     records = check_face_records(str(tmp_path / "t.rec"))
@@ -65,7 +66,8 @@ def test_theta_split_is_by_image_inside_each_identity(tmp_path):
 
 def test_reader_matches_image_record_iter_on_the_same_images(tmp_path):
     from fbnet_symbol.data import record_iter, write_images
-    from fbnet_symbol.faces import FaceRecordIter, check_face_records, write_face_records
+    from fbnet_symbol.face_files import write_face_records
+    from fbnet_symbol.faces import FaceRecordIter, check_face_records
     faces = _faces(4, 5, size=16)
     write_face_records(str(tmp_path / "faces"), faces)
     write_images(str(tmp_path / "flat"), [i for f in faces for i in f],
@@ -83,7 +85,8 @@ def test_reader_matches_image_record_iter_on_the_same_images(tmp_path):
 
 
 def test_reader_order_shards_mirror_and_padding(tmp_path):
-    from fbnet_symbol.faces import FaceRecordIter, check_face_records, write_face_records
+    from fbnet_symbol.face_files import write_face_records
+    from fbnet_symbol.faces import FaceRecordIter, check_face_records
     write_face_records(str(tmp_path / "f"), _faces(3, 7, size=8))
     records = check_face_records(str(tmp_path / "f.rec"))
 
