@@ -231,12 +231,14 @@ def check_data(rec, what="data"):
     """Validate a ``.rec``/``.idx`` pair of either layout: flat (every record an image,
     :class:`~fbnet_symbol.recordio.RecordInfo`) or InsightFace's identity-indexed one
     (:class:`~fbnet_symbol.faces.FaceRecords`), told apart by record 0."""
-    from .faces import check_face_records, is_identity_indexed
+    from .faces import check_face_records, is_identity_indexed, read_keyed_index
 
-    if rec and os.path.isfile(rec) and os.path.isfile(idx_path(rec)) and \
-            is_identity_indexed(rec):
-        return check_face_records(rec, what=what)
-    return check_recordio(rec, what=what)
+    if not (rec and os.path.isfile(rec) and os.path.isfile(idx_path(rec))):
+        return check_recordio(rec, what=what)  # its errors name what is missing
+    index = read_keyed_index(idx_path(rec), rec)  # read once, for either check
+    if is_identity_indexed(rec, index):
+        return check_face_records(rec, index, what=what)
+    return check_recordio(rec, what=what, offsets=list(index.values()))
 
 
 def write_synthetic_faces(out, identities=200, per_identity=10, size=32, pairs=600, seed=0):

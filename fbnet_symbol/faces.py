@@ -99,14 +99,18 @@ def read_property(folder):
     return classes, h, w
 
 
-def is_identity_indexed(rec, idx=None):
-    """True when key 0 of ``rec`` is InsightFace's header (two labels, no image)."""
-    idx = idx or idx_path(rec)
-    index = read_keyed_index(idx, rec)
+def is_identity_indexed(rec, index=None):
+    """True when key 0 of ``rec`` is InsightFace's header (two labels, no image).
+    ``index``: its ``{key: offset}`` if already read. A damaged record 0 answers False:
+    the flat layout's own check then names the fault."""
+    index = read_keyed_index(idx_path(rec), rec) if index is None else index
     if 0 not in index:
         return False
-    with open(rec, "rb") as f:
-        labels, payload = read_record(f.fileno(), index[0], os.path.getsize(rec), rec, 0)
+    try:
+        with open(rec, "rb") as f:
+            labels, payload = read_record(f.fileno(), index[0], os.path.getsize(rec), rec, 0)
+    except FBNetError:
+        return False
     return len(labels) == 2 and len(payload) == 0
 
 
@@ -146,14 +150,15 @@ class FaceRecords:
         return self.subset(~theta), self.subset(theta)
 
 
-def check_face_records(rec, idx=None, decode_samples=16, what="data"):
-    """Read and validate an identity-indexed file's structure; one-line errors."""
+def check_face_records(rec, index=None, decode_samples=16, what="data"):
+    """Read and validate an identity-indexed file's structure; one-line errors.
+    ``index``: its ``{key: offset}`` if already read."""
     import cv2
 
-    idx = idx or idx_path(rec)
+    idx = idx_path(rec)
     if not os.path.isfile(rec):
         raise FBNetError("%s file %s does not exist" % (what, rec))
-    index = read_keyed_index(idx, rec)
+    index = read_keyed_index(idx, rec) if index is None else index
     size = os.path.getsize(rec)
     fd = os.open(rec, os.O_RDONLY)
     try:

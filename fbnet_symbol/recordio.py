@@ -88,15 +88,16 @@ def read_index(idx, rec):
     return offsets
 
 
-def check_recordio(rec, idx=None, decode_samples=16, what="data"):
-    """Validate a ``.rec``/``.idx`` pair and return its labels. Raises :class:`FBNetError`."""
+def check_recordio(rec, idx=None, decode_samples=16, what="data", offsets=None):
+    """Validate a ``.rec``/``.idx`` pair and return its labels. Raises :class:`FBNetError`.
+    ``offsets``: the index's offsets in file order, if already read."""
     import cv2
 
     if not rec or not os.path.isfile(rec):
         raise FBNetError("%s file %s does not exist; give an existing .rec (pack an image "
                          "folder with python -m fbnet_symbol.data pack DIR OUT)" % (what, rec))
     idx = idx or idx_path(rec)
-    offsets = read_index(idx, rec)
+    offsets = read_index(idx, rec) if offsets is None else offsets
     if not offsets:
         raise FBNetError("%s %s has no records; pack some images into it" % (what, rec))
     size = os.path.getsize(rec)
