@@ -219,7 +219,7 @@ def decode_image(payload, height, width):
 
     img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
-        raise FBNetError("an image record does not decode; re-pack the data")
+        raise FBNetError("an image does not decode")  # callers name the file and record
     h, w = img.shape[:2]
     if (h, w) != (height, width):
         scale = max(height / h, width / w)
@@ -276,7 +276,11 @@ class FaceRecordIter:
                 raise FBNetError("%s: image record %d has class %g, outside the header's %d "
                                  "identities; re-pack the data" % (r.rec, key, label[0],
                                                                    r.identities))
-            img = decode_image(payload, self.height, self.width).transpose(2, 0, 1)
+            try:
+                img = decode_image(payload, self.height, self.width).transpose(2, 0, 1)
+            except FBNetError:
+                raise FBNetError("%s: record %d is not a decodable image; re-pack the data"
+                                 % (r.rec, key)) from None
             if flips[row]:
                 img = img[:, :, ::-1]
             np.subtract(img, PIXEL_MEAN, out=data[row], dtype=np.float32)

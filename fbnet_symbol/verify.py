@@ -69,7 +69,6 @@ def load_pairs(path):
 def decode_pairs(pairs, image_shape, path="", progress=False):
     """All images of a pair set as RGB uint8, N x 3 x H x W, at the network's input size
     (shorter side resized, centre crop: as the training reader)."""
-    import cv2
     from tqdm import tqdm
 
     from .faces import decode_image
@@ -79,10 +78,11 @@ def decode_pairs(pairs, image_shape, path="", progress=False):
     for i, b in enumerate(tqdm(pairs.bins, desc="decoding %s" % pairs.name, unit="img",
                                disable=not progress, leave=False)):
         payload = bytes(b) if not isinstance(b, np.ndarray) else b.tobytes()
-        if cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR) is None:
+        try:
+            out[i] = decode_image(payload, h, w).transpose(2, 0, 1)
+        except FBNetError:
             raise FBNetError("%s: image %d (pair %d) does not decode; re-make the pair set"
-                             % (path or pairs.name, i, i // 2))
-        out[i] = decode_image(payload, h, w).transpose(2, 0, 1)
+                             % (path or pairs.name, i, i // 2)) from None
     return out
 
 
