@@ -33,6 +33,7 @@ import numpy as np
 
 from .errors import FBNetError
 from .recordio import LENGTH_MASK, PIXEL_MEAN, PIXEL_SCALE, RECORD_MAGIC, idx_path
+from .threads import cores
 
 logger = logging.getLogger(__name__)
 
@@ -235,11 +236,12 @@ class FaceRecordIter:
 
     The order, the mirror flags and this worker's shard are pure functions of ``seed``,
     ``num_parts`` and ``part_index`` (so a resumed run sees the same batches); images
-    are decoded by ``threads`` threads (OpenCV releases the GIL) one batch ahead.
+    are decoded by ``threads`` threads (OpenCV and numpy release the GIL; default: the
+    cores, at most 8) one batch ahead.
     """
 
     def __init__(self, records, image_shape, batch_size, shuffle=True, seed=0, num_parts=1,
-                 part_index=0, rand_mirror=False, threads=2):
+                 part_index=0, rand_mirror=False, threads=None):
         self.records, self.batch_size = records, batch_size
         self.channels, self.height, self.width = image_shape
         keys = np.array_split(np.arange(records.num_records), num_parts)[part_index]
@@ -247,7 +249,7 @@ class FaceRecordIter:
         self.order = rng.permutation(keys) if shuffle else keys
         self.mirror = (rng.rand(len(self.order)) < 0.5) if rand_mirror else \
             np.zeros(len(self.order), bool)
-        self.threads = threads
+        self.threads = threads or min(8, cores())
         self.provide_data = [("data", (batch_size,) + tuple(image_shape))]
         self.provide_label = [("softmax_label", (batch_size,))]
 
