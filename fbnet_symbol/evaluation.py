@@ -12,8 +12,6 @@ temperature). Add one by passing it to the trainer; the loop does not change.
 """
 import logging
 
-import numpy as np
-
 from .data import data_iter
 from .recordio import PIXEL_MEAN, PIXEL_SCALE
 
@@ -42,7 +40,7 @@ def verification_evaluation(paths, image_shape, progress=True):
     """An evaluation: accuracy (10-fold, InsightFace's protocol) and TAR at FAR 1e-3 on each
     pair set. The sets are read and decoded now, so a bad file stops the run before it
     trains (one-line error), not at the first epoch end."""
-    from .verify import decode_pairs, embed_pairs, format_result, load_pairs, score
+    from .verify import decode_pairs, embed_pairs, format_result, load_pairs, padded_batch, score
 
     sets = []
     for path in paths:
@@ -58,12 +56,10 @@ def verification_evaluation(paths, image_shape, progress=True):
         task, size = trainer.task, trainer.settings.batch_size
 
         def embed(batch):  # raw 0-255 RGB -> the graph's embedding output
-            n = len(batch)
-            full = np.zeros((size,) + batch.shape[1:], np.float32)
-            full[:n] = (batch - PIXEL_MEAN) / PIXEL_SCALE
+            full = padded_batch(batch, size, PIXEL_MEAN, PIXEL_SCALE)
             outputs = trainer.infer(task.eval_batch(mx.nd.array(full), mx.nd.zeros((size,)),
-                                                    n, epoch))
-            return outputs[-1].asnumpy().reshape(size, -1)[:n]
+                                                    len(batch), epoch))
+            return outputs[-1].asnumpy().reshape(size, -1)[:len(batch)]
 
         record = {}
         for name, images, issame in sets:

@@ -53,6 +53,12 @@ def find_deploy(path, prefix="model"):
 
 
 def input_shape_of(prefix):
+    """C,H,W of a shipped graph: its ``-input.json``, else the training run's settings."""
+    from .child import read_input_description
+
+    shape = (read_input_description(prefix) or {}).get("shape")
+    if shape:
+        return tuple(shape[1:])
     folder = os.path.dirname(prefix)
     for name in ("args.json", "arch.json"):
         p = os.path.join(folder, name)
@@ -115,7 +121,7 @@ def export_insightface(path, folder):
     import mxnet as mx
 
     from .architecture import load_architecture
-    from .child import ChildNet, read_input_description
+    from .child import ChildNet
     from .heads import CLASSIFIER
 
     prefix, epoch = find_deploy(path)
@@ -123,8 +129,7 @@ def export_insightface(path, folder):
     if not os.path.isfile(arch_json):
         raise FBNetError("no arch.json beside %s-symbol.json: --insightface needs the folder "
                          "test.py --arch wrote" % prefix)
-    shape = ((read_input_description(prefix) or {}).get("shape", [None])[1:]
-             or input_shape_of(prefix))
+    shape = input_shape_of(prefix)
     if not shape:
         raise FBNetError("input size of %s unknown (no model-input.json or args.json)" % prefix)
     _, arg, aux = mx.model.load_checkpoint(prefix, epoch)

@@ -155,6 +155,13 @@ def score(embeddings, flipped, issame):
             "collapsed": collapsed}
 
 
+def padded_batch(batch, size, mean, scale):
+    """A bound graph's full batch of ``size`` rows: ``batch`` normalised, zeros after it."""
+    full = np.zeros((size,) + batch.shape[1:], np.float32)
+    full[:len(batch)] = (batch - mean) / scale
+    return full
+
+
 def embed_pairs(embed, images, batch_size, progress=False, name=""):
     """(embeddings, embeddings of the flips) of uint8 N x 3 x H x W images; ``embed``
     maps a float32 batch of raw 0-255 RGB to an (n, d) array."""
@@ -202,8 +209,7 @@ class Embedder:
         self.prefix, self.epoch = find_deploy(path)
         symbol, arg, aux = mx.model.load_checkpoint(self.prefix, self.epoch)
         desc = read_input_description(self.prefix) or {}
-        shape = tuple(image_shape or desc.get("shape", [None])[1:] or
-                      input_shape_of(self.prefix) or ())
+        shape = tuple(image_shape or input_shape_of(self.prefix) or ())
         if len(shape) != 3:
             raise FBNetError("the input size of %s-symbol.json is unknown (no %s-input.json or "
                              "args.json beside it); give --image-shape C,H,W"
@@ -219,12 +225,10 @@ class Embedder:
     def __call__(self, batch):
         import mxnet as mx
 
-        n = len(batch)
-        full = np.zeros((self.batch_size,) + self.image_shape, np.float32)
-        full[:n] = (batch - self.mean) / self.scale
+        full = padded_batch(batch, self.batch_size, self.mean, self.scale)
         self.module.forward(mx.io.DataBatch([mx.nd.array(full)]), is_train=False)
         out = self.module.get_outputs()[0].asnumpy()
-        return out.reshape(self.batch_size, -1)[:n]
+        return out.reshape(self.batch_size, -1)[:len(batch)]
 
 
 def verify_model(embed, paths, image_shape, batch_size, progress=True):
