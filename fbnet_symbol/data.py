@@ -1,9 +1,11 @@
 """Image data in RecordIO: the iterator, the packing tools, and the embedded digits.
 
 ``.rec`` + ``.idx`` is the format of MXNet's im2rec and InsightFace. Files are checked in
-Python by :mod:`fbnet_symbol.recordio` before MXNet's C++ reader sees them.
+Python by :mod:`fbnet_symbol.recordio` (and the faces' layout by :mod:`fbnet_symbol.faces`)
+before any batch is read.
 
-* :func:`record_iter` wraps ``mx.io.ImageRecordIter``.
+* :func:`data_iter`: the batches of a checked file, read by
+  :class:`~fbnet_symbol.reader.RecordReader` (both layouts).
 * Tools (``python -m fbnet_symbol.data ...``): ``pack`` an image folder (one sub-folder
   per class) into ``.rec``/``.idx``; ``split`` one file 80/20 into a weight split and a
   theta split, deterministically; ``index`` rebuild a missing ``.idx``; ``digits`` build
@@ -29,15 +31,20 @@ logger = logging.getLogger(__name__)
 
 
 
-def record_iter(rec, image_shape, batch_size, shuffle=True, seed=0, num_parts=1, part_index=0,
-                rand_mirror=False):
-    """``ImageRecordIter`` with the package's conventions.
+def data_iter(info, image_shape, batch_size, shuffle=True, seed=0, num_parts=1, part_index=0,
+              rand_mirror=False):
+    """The batches of a checked file of either layout (:func:`check_data`), read by the
+    package's one reader (:class:`~fbnet_symbol.reader.RecordReader`)."""
+    from .reader import RecordReader
+    return RecordReader(info, image_shape, batch_size, shuffle, seed, num_parts, part_index,
+                        rand_mirror)
 
-    Pixels are scaled to [-1, 1]; images are resized (shorter side) to the input height
-    and centre-cropped; ``round_batch=True`` (the last batch is filled up from the start
-    of the file and ``batch.pad`` says how many rows are fill — the loop drops them).
-    One decode thread keeps the order a pure function of ``seed``.
-    """
+
+def image_record_iter(rec, image_shape, batch_size, shuffle=False, seed=0, rand_mirror=False,
+                      threads=1):
+    """MXNet's ``ImageRecordIter`` set to the reader's conventions: the reference the reader
+    is tested and benchmarked against, never used by the loops (one alive in the process
+    slows MXNet's multi-threaded operators: :mod:`fbnet_symbol.reader`)."""
     import mxnet as mx
 
     c, h, w = image_shape
@@ -46,23 +53,8 @@ def record_iter(rec, image_shape, batch_size, shuffle=True, seed=0, num_parts=1,
         batch_size=batch_size, shuffle=shuffle, seed=int(seed) % (2 ** 31),
         round_batch=True, resize=min(h, w), rand_mirror=rand_mirror,
         mean_r=PIXEL_MEAN, mean_g=PIXEL_MEAN, mean_b=PIXEL_MEAN, std_r=PIXEL_SCALE,
-        std_g=PIXEL_SCALE, std_b=PIXEL_SCALE,
-        num_parts=num_parts, part_index=part_index, preprocess_threads=1,
-        prefetch_buffer=2, label_width=1, data_name="data", label_name="softmax_label",
-        verbose=False)
-
-
-def data_iter(info, image_shape, batch_size, shuffle=True, seed=0, num_parts=1, part_index=0,
-              rand_mirror=False):
-    """The iterator for a checked file of either layout (:func:`check_data`): MXNet's
-    ``ImageRecordIter`` for a flat file, :class:`~fbnet_symbol.faces.FaceRecordIter` for an
-    identity-indexed one (its split's images, read through the index). Same conventions."""
-    if info.layout == "flat":
-        return record_iter(info.rec, image_shape, batch_size, shuffle, seed, num_parts,
-                           part_index, rand_mirror)
-    from .faces import FaceRecordIter
-    return FaceRecordIter(info, image_shape, batch_size, shuffle, seed, num_parts, part_index,
-                          rand_mirror)
+        std_g=PIXEL_SCALE, std_b=PIXEL_SCALE, preprocess_threads=threads, prefetch_buffer=2,
+        label_width=1, data_name="data", label_name="softmax_label", verbose=False)
 
 
 # ---------------------------------------------------------------- writing

@@ -155,11 +155,12 @@ class Collective:
         return total
 
 
-def exactly(batches, count):
+def exactly(batches, count, empty_batch):
     """``(batch, valid rows)`` exactly ``count`` times: every worker must take part in every
-    step of a dist_sync run although the shards MXNet cuts from the index differ by one image.
-    A shard that ends early adds steps with no valid row (zero gradient); one that is
-    longer loses its last images this epoch (the shuffle differs each epoch)."""
+    step of a dist_sync run although the shards cut from the file differ by one image.
+    A shard that ends early adds steps with no valid row (zero gradient; ``empty_batch()``
+    when it gave none); one that is longer loses its last images this epoch (the shuffle
+    differs each epoch)."""
     last = None
     for batch in batches:
         if count == 0:
@@ -167,6 +168,7 @@ def exactly(batches, count):
         yield batch, batch.data[0].shape[0] - batch.pad
         last, count = batch, count - 1
     for _ in range(count):
+        last = last if last is not None else empty_batch()
         yield last, 0
 
 

@@ -9,12 +9,10 @@ anything made with InsightFace's ``face2rec2.py`` or ``rec_builder.py``) are one
 * keys ``first_identity_key .. end_identity_key - 1``: one record per identity, empty
   payload, label ``[start, end)``: the image keys of that identity.
 
-A ``property`` file beside it reads ``num_classes,H,W`` on its first line. The *flat*
-layout (every record an image with a scalar label) is read by ``mx.io.ImageRecordIter``;
-this layout is read by :class:`FaceRecordIter`, through the index, with the flat
-iterator's conventions (see :func:`~fbnet_symbol.data.record_iter`): RGB, shorter side
-resized to the input, centre crop, ``(x - 127.5) / 127.5``, seeded shuffle and mirror,
-shards by worker, the last batch filled from the start with ``pad`` rows.
+A ``property`` file beside it reads ``num_classes,H,W`` on its first line. Both this
+layout and the *flat* one (every record an image) are read by the package's one reader,
+:class:`~fbnet_symbol.reader.RecordReader`; :meth:`FaceRecords.image_records` tells it
+which records are this split's images.
 
 Theta split: by image, inside each identity (the 2nd, 7th, 12th... image of each identity goes to
 theta; an identity with one image keeps it for the weights). The weights and theta share one classifier over identities, so
@@ -25,15 +23,12 @@ files: :mod:`fbnet_symbol.face_files`.
 """
 import logging
 import os
-import struct
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import FBNetError
-from .recordio import LENGTH_MASK, PIXEL_MEAN, PIXEL_SCALE, RECORD_MAGIC, idx_path
-from .threads import cores
+from .recordio import idx_path, read_record
 
 logger = logging.getLogger(__name__)
 
@@ -60,29 +55,6 @@ def read_keyed_index(idx, rec):
                 raise FBNetError("%s line %d is not 'key<TAB>offset'; rebuild it with: "
                                  "python -m fbnet_symbol.data index %s" % (idx, n, rec)) from None
     return index
-
-
-def read_record(fd, offset, size, rec, key):
-    """(label array, payload bytes) of the record at ``offset``; thread-safe (``pread``)."""
-    head = os.pread(fd, 8, offset) if offset + 8 <= size else b""
-    if len(head) < 8:
-        raise FBNetError("%s: record %d points past the end of the file (byte %d of %d); the "
-                         ".idx belongs to another file: rebuild it or re-pack" % (rec, key,
-                                                                                  offset, size))
-    magic, lrec = struct.unpack("<II", head)
-    length = lrec & LENGTH_MASK
-    if magic != RECORD_MAGIC or lrec >> 29 != 0 or length < 24 or offset + 8 + length > size:
-        raise FBNetError("%s: record %d (byte %d) is corrupt or truncated; re-pack the data "
-                         "(python -m fbnet_symbol.data pack-faces)" % (rec, key, offset))
-    body = os.pread(fd, length, offset + 8)
-    flag, label, _, _ = struct.unpack("<IfQQ", body[:24])
-    if flag > 0:
-        if length < 24 + 4 * flag:
-            raise FBNetError("%s: record %d (byte %d) has a bad label header; re-pack the "
-                             "data" % (rec, key, offset))
-        labels = np.frombuffer(body[24:24 + 4 * flag], dtype=np.float32)
-        return labels, body[24 + 4 * flag:]
-    return np.array([label], dtype=np.float32), body[24:]
 
 
 def read_property(folder):
@@ -134,6 +106,11 @@ class FaceRecords:
     @property
     def num_classes(self):
         return self.identities
+
+    def image_records(self):
+        """(keys, byte offsets) of this split's images, for the reader."""
+        return self.image_keys, np.array([self.offsets[int(k)] for k in self.image_keys],
+                                         np.int64)
 
     def subset(self, mask):
         return FaceRecords(self.rec, self.idx, self.offsets, self.image_keys[mask],
@@ -210,101 +187,3 @@ def check_face_records(rec, index=None, decode_samples=16, what="data"):
                              os.path.join(os.path.dirname(rec) or ".", PROPERTY), found[0],
                              rec, end - first, end - first, found[1], found[2]))
     return FaceRecords(rec, idx, index, keys, labels, end - first)
-
-
-# ---------------------------------------------------------------- the iterator
-
-def decode_image(payload, height, width):
-    """Encoded image bytes -> RGB uint8 HxWx3: shorter side resized to the input, centre crop."""
-    import cv2
-
-    img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FBNetError("an image does not decode")  # callers name the file and record
-    h, w = img.shape[:2]
-    if (h, w) != (height, width):
-        scale = max(height / h, width / w)
-        img = cv2.resize(img, (max(width, round(w * scale)), max(height, round(h * scale))),
-                         interpolation=cv2.INTER_LINEAR)
-        top, left = (img.shape[0] - height) // 2, (img.shape[1] - width) // 2
-        img = img[top:top + height, left:left + width]
-    return img[:, :, ::-1]
-
-
-class FaceRecordIter:
-    """Batches of one epoch over ``records`` (a :class:`FaceRecords`), as ``DataBatch``es.
-
-    The order, the mirror flags and this worker's shard are pure functions of ``seed``,
-    ``num_parts`` and ``part_index`` (so a resumed run sees the same batches); images
-    are decoded by ``threads`` threads (OpenCV and numpy release the GIL; default: the
-    cores, at most 8) one batch ahead.
-    """
-
-    def __init__(self, records, image_shape, batch_size, shuffle=True, seed=0, num_parts=1,
-                 part_index=0, rand_mirror=False, threads=None):
-        self.records, self.batch_size = records, batch_size
-        self.channels, self.height, self.width = image_shape
-        keys = np.array_split(np.arange(records.num_records), num_parts)[part_index]
-        rng = np.random.RandomState(seed)
-        self.order = rng.permutation(keys) if shuffle else keys
-        self.mirror = (rng.rand(len(self.order)) < 0.5) if rand_mirror else \
-            np.zeros(len(self.order), bool)
-        self.threads = threads or min(8, cores())
-        self.provide_data = [("data", (batch_size,) + tuple(image_shape))]
-        self.provide_label = [("softmax_label", (batch_size,))]
-
-    def __len__(self):
-        return -(-len(self.order) // self.batch_size)
-
-    def _rows(self, b):
-        rows = np.arange(b * self.batch_size, (b + 1) * self.batch_size)
-        pad = int(max(0, rows[-1] + 1 - len(self.order)))
-        return rows % len(self.order), pad
-
-    def _load(self, pool, fd, b):
-        rows, pad = self._rows(b)
-        r = self.records
-        size = os.path.getsize(r.rec)
-        items = self.order[rows]
-
-        data = np.empty((len(rows), self.channels, self.height, self.width), np.float32)
-        labels = np.empty(len(rows), np.float32)
-        flips = self.mirror[rows]
-
-        def one(row):  # decoded, flipped and normalised in the worker (numpy frees the GIL)
-            key = int(r.image_keys[items[row]])
-            label, payload = read_record(fd, r.offsets[key], size, r.rec, key)
-            if not 0 <= label[0] < r.identities:
-                raise FBNetError("%s: image record %d has class %g, outside the header's %d "
-                                 "identities; re-pack the data" % (r.rec, key, label[0],
-                                                                   r.identities))
-            try:
-                img = decode_image(payload, self.height, self.width).transpose(2, 0, 1)
-            except FBNetError:
-                raise FBNetError("%s: record %d is not a decodable image; re-pack the data"
-                                 % (r.rec, key)) from None
-            if flips[row]:
-                img = img[:, :, ::-1]
-            np.subtract(img, PIXEL_MEAN, out=data[row], dtype=np.float32)
-            data[row] *= 1.0 / PIXEL_SCALE
-            labels[row] = label[0]
-
-        list(pool.map(one, range(len(rows))))
-        return data, labels, pad
-
-    def __iter__(self):
-        import mxnet as mx
-
-        fd = os.open(self.records.rec, os.O_RDONLY)
-        try:
-            with ThreadPoolExecutor(self.threads) as pool, ThreadPoolExecutor(1) as ahead:
-                pending = ahead.submit(self._load, pool, fd, 0) if len(self) else None
-                for b in range(len(self)):
-                    data, label, pad = pending.result()
-                    if b + 1 < len(self):
-                        pending = ahead.submit(self._load, pool, fd, b + 1)
-                    yield mx.io.DataBatch([mx.nd.array(data)], [mx.nd.array(label)], pad=pad,
-                                          provide_data=self.provide_data,
-                                          provide_label=self.provide_label)
-        finally:
-            os.close(fd)

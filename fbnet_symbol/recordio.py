@@ -26,11 +26,16 @@ class RecordInfo:
     idx: str
     num_records: int
     labels: np.ndarray
+    offsets: np.ndarray = None  # byte offset of each record, in file order
     layout: str = "flat"
 
     @property
     def num_classes(self):
         return int(self.labels.max()) + 1 if len(self.labels) else 0
+
+    def image_records(self):
+        """(keys, byte offsets) of the images, for the reader: every record is one."""
+        return np.arange(self.num_records), self.offsets
 
 
 def idx_path(rec):
@@ -121,4 +126,28 @@ def check_recordio(rec, idx=None, decode_samples=16, what="data", offsets=None):
             not np.all(labels == np.round(labels)):
         raise FBNetError("%s has labels that are not non-negative integers; labels must be "
                          "class indices 0..C-1" % rec)
-    return RecordInfo(rec, idx, len(offsets), labels.astype(np.int64))
+    return RecordInfo(rec, idx, len(offsets), labels.astype(np.int64),
+                      np.asarray(offsets, np.int64))
+
+
+def read_record(fd, offset, size, rec, key):
+    """(label array, payload bytes) of the record at ``offset``; thread-safe (``pread``)."""
+    head = os.pread(fd, 8, offset) if offset + 8 <= size else b""
+    if len(head) < 8:
+        raise FBNetError("%s: record %d points past the end of the file (byte %d of %d); the "
+                         ".idx belongs to another file: rebuild it or re-pack" % (rec, key,
+                                                                                  offset, size))
+    magic, lrec = struct.unpack("<II", head)
+    length = lrec & LENGTH_MASK
+    if magic != RECORD_MAGIC or lrec >> 29 != 0 or length < 24 or offset + 8 + length > size:
+        raise FBNetError("%s: record %d (byte %d) is corrupt or truncated; re-pack the data"
+                         % (rec, key, offset))
+    body = os.pread(fd, length, offset + 8)
+    flag, label, _, _ = struct.unpack("<IfQQ", body[:24])
+    if flag > 0:
+        if length < 24 + 4 * flag:
+            raise FBNetError("%s: record %d (byte %d) has a bad label header; re-pack the "
+                             "data" % (rec, key, offset))
+        labels = np.frombuffer(body[24:24 + 4 * flag], dtype=np.float32)
+        return labels, body[24 + 4 * flag:]
+    return np.array([label], dtype=np.float32), body[24:]

@@ -259,9 +259,9 @@ class Trainer:
         bar = tqdm(total=total, initial=start_batch, disable=not env.progress, leave=False,
                    desc="epoch %d/%d %s" % (epoch + 1, s.epochs, stage), unit="batch")
         tick, tick_samples = time.time(), 0
-        for b, (batch, valid) in enumerate(exactly(it, total)):
-            if b < start_batch:
-                continue  # already trained before the checkpoint we resumed from
+        # the batches trained before the checkpoint we resumed from are not even read
+        for b, (batch, valid) in enumerate(exactly(it.batches(start_batch), total - start_batch,
+                                                   it.empty_batch), start=start_batch):
             mod.forward_backward(task.batch(batch.data[0], batch.label[0], valid, epoch,
                                             state.global_step))
             outputs = [o.asnumpy()[:valid] for o in mod.get_outputs()[1:3 + len(extra)]]

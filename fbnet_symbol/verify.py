@@ -71,7 +71,7 @@ def decode_pairs(pairs, image_shape, path="", progress=False):
     (shorter side resized, centre crop: as the training reader)."""
     from tqdm import tqdm
 
-    from .faces import decode_image
+    from .reader import decode_image
 
     _, h, w = image_shape
     out = np.empty((len(pairs.bins), 3, h, w), np.uint8)

@@ -25,10 +25,11 @@ def test_bench_supernet_json_with_profile():
 def test_bench_faces_json():
     out = subprocess.run(
         [sys.executable, os.path.join(ROOT, "bench", "bench_faces.py"), "--images", "40",
-         "--batch-size", "16", "--pairs", "10", "--width-mult", "0.25", "--json"],
+         "--batch-size", "16", "--rounds", "1", "--pairs", "10", "--width-mult", "0.25", "--json"],
         capture_output=True, text=True, timeout=300, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
-    for size in ("112x112", "108x108"):
+    for size in ("112x112", "32x32"):
         speeds = result["reader_images_per_s"][size]
-        assert speeds["identity_indexed"] > 0 and speeds["flat_image_record_iter"] > 0
+        assert speeds["identity_indexed"] > 0 and speeds["flat"] > 0
+        assert speeds["flat_image_record_iter"] > 0
     assert result["verification"]["pairs"] == 10 and result["verification"]["seconds"] > 0

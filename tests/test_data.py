@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fbnet_symbol.data import (build_index, check_recordio, embedded_digits, pack_folder,
-                               record_iter, split_records)
+                               data_iter, split_records)
 from fbnet_symbol.errors import FBNetError
 from tests.conftest import ROOT, make_rec
 
@@ -24,7 +24,7 @@ def test_pack_folder_and_read_back(tmp_path):
     info = check_recordio(str(tmp_path / "packed.rec"))
     assert info.num_records == 10 and info.num_classes == 2
     assert sorted(np.bincount(info.labels)) == [5, 5]
-    it = record_iter(str(tmp_path / "packed.rec"), (3, 8, 8), 4, shuffle=False)
+    it = data_iter(info, (3, 8, 8), 4, shuffle=False)
     batches = list(it)
     assert len(batches) == 3 and batches[-1].pad == 2
     assert "0\tcat" in (tmp_path / "packed.classes.txt").read_text()

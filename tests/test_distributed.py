@@ -256,9 +256,12 @@ def test_exactly_gives_every_worker_the_same_number_of_steps():
         def __init__(self, pad):
             self.pad = pad
             self.data = [np.zeros((4, 1))]
-    short = list(exactly([Batch(0), Batch(3)], 4))
+    short = list(exactly([Batch(0), Batch(3)], 4, lambda: Batch(4)))
     assert [v for _, v in short] == [4, 1, 0, 0]
-    assert [v for _, v in exactly([Batch(0)] * 5, 2)] == [4, 4]
+    assert [v for _, v in exactly([Batch(0)] * 5, 2, lambda: Batch(4))] == [4, 4]
+    # resumed past the end of a short shard: steps of an empty batch, no valid row
+    resumed = list(exactly([], 2, lambda: Batch(4)))
+    assert [v for _, v in resumed] == [0, 0] and resumed[0][0].pad == 4
 
 
 def test_single_process_collectives_are_identities():

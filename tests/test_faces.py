@@ -64,51 +64,6 @@ def test_theta_split_is_by_image_inside_each_identity(tmp_path):
     assert list(again.image_keys) == list(theta.image_keys)
 
 
-def test_reader_matches_image_record_iter_on_the_same_images(tmp_path):
-    from fbnet_symbol.data import record_iter, write_images
-    from fbnet_symbol.face_files import write_face_records
-    from fbnet_symbol.faces import FaceRecordIter, check_face_records
-    faces = _faces(4, 5, size=16)
-    write_face_records(str(tmp_path / "faces"), faces)
-    write_images(str(tmp_path / "flat"), [i for f in faces for i in f],
-                 [c for c, f in enumerate(faces) for _ in f], fmt=".jpg")
-    records = check_face_records(str(tmp_path / "faces.rec"))
-    for shape in [(3, 16, 16), (3, 12, 12)]:  # as stored; resized and centre-cropped
-        ours = list(FaceRecordIter(records, shape, 8, shuffle=False))
-        theirs = list(record_iter(str(tmp_path / "flat.rec"), shape, 8, shuffle=False))
-        assert [b.pad for b in ours] == [b.pad for b in theirs] == [0, 0, 4]
-        for a, b in zip(ours, theirs):
-            assert np.array_equal(a.label[0].asnumpy(), b.label[0].asnumpy())
-            diff = np.abs(a.data[0].asnumpy() - b.data[0].asnumpy())
-            tol = 1e-6 if shape[1] == 16 else 2.0 / 127.5  # resize kernels may round apart
-            assert diff.max() <= tol, (shape, diff.max())
-
-
-def test_reader_order_shards_mirror_and_padding(tmp_path):
-    from fbnet_symbol.face_files import write_face_records
-    from fbnet_symbol.faces import FaceRecordIter, check_face_records
-    write_face_records(str(tmp_path / "f"), _faces(3, 7, size=8))
-    records = check_face_records(str(tmp_path / "f.rec"))
-
-    def epoch(**kw):
-        batches = list(FaceRecordIter(records, (3, 8, 8), 4, **kw))
-        return (np.concatenate([b.data[0].asnumpy() for b in batches]),
-                np.concatenate([b.label[0].asnumpy() for b in batches]), batches[-1].pad)
-
-    a, b = epoch(seed=5, rand_mirror=True), epoch(seed=5, rand_mirror=True)
-    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])  # a function of the seed
-    assert not np.array_equal(a[1], epoch(seed=6)[1])
-    assert a[2] == 3  # 21 images in batches of 4: the last holds 1 real row and 3 of fill
-    plain = epoch(shuffle=False)
-    mirrored = epoch(shuffle=False, rand_mirror=True, seed=1)
-    flipped = [i for i in range(21) if not np.array_equal(plain[0][i], mirrored[0][i])]
-    assert 3 <= len(flipped) <= 18
-    for i in flipped:
-        assert np.array_equal(plain[0][i][:, :, ::-1], mirrored[0][i])
-    parts = [epoch(shuffle=False, num_parts=2, part_index=k)[1] for k in (0, 1)]
-    assert sorted(np.r_[parts[0][:11], parts[1][:10]]) == sorted(plain[1][:21])
-
-
 def _write(tmp_path, records):
     """Write raw (key, label, payload) records as an indexed file."""
     import mxnet as mx
