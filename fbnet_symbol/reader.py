@@ -31,8 +31,9 @@ from .errors import FBNetError
 from .recordio import PIXEL_MEAN, PIXEL_SCALE, read_record
 from .threads import cores
 
-# decoded (uint8) images kept per process, all splits and sizes together
-MEMORY_CACHE_BYTES = 1 << 30
+# decoded (uint8) images kept per process, all splits and sizes together; the variable
+# FBNET_READER_CACHE_BYTES changes it (0: decode every batch)
+MEMORY_CACHE_BYTES = int(os.environ.get("FBNET_READER_CACHE_BYTES", 1 << 30))
 _memory = OrderedDict()  # cache key -> (images N x H x W x 3 uint8 RGB, labels float32)
 
 

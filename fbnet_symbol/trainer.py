@@ -259,6 +259,7 @@ class Trainer:
         bar = tqdm(total=total, initial=start_batch, disable=not env.progress, leave=False,
                    desc="epoch %d/%d %s" % (epoch + 1, s.epochs, stage), unit="batch")
         tick, tick_samples = time.time(), 0
+        clock = []  # (time, valid rows) at the end of each step: the loop's own throughput
         # the batches trained before the checkpoint we resumed from are not even read
         for b, (batch, valid) in enumerate(exactly(it.batches(start_batch), total - start_batch,
                                                    it.empty_batch), start=start_batch):
@@ -276,6 +277,7 @@ class Trainer:
                        state.last_checkpoint or "none yet", env.out))
             mod.update()
             state.advance(epoch, stage, b + 1)
+            clock.append((time.perf_counter(), valid))
             label = batch.label[0].asnumpy()[:valid]
             sums["ce"] += float(ce.sum())
             sums["correct"] += int((logits.argmax(axis=1) == label).sum())
@@ -304,6 +306,9 @@ class Trainer:
                 bar.close()
                 raise StopRequested(state.global_step)
         bar.close()
+        # timed from the end of the first step (warm-up excluded), waiting for data included
+        sums["seconds"] = clock[-1][0] - clock[0][0] if len(clock) > 1 else 0.0
+        sums["timed"] = sum(valid for _, valid in clock[1:])
         if env.cluster.distributed:  # the logs of record speak for every worker's images
             keys = sorted(sums)
             sums = dict(zip(keys, env.cluster.allreduce([sums[k] for k in keys],
@@ -311,6 +316,8 @@ class Trainer:
         n = max(sums["n"], 1)
         out = {"%s_ce" % stage: sums["ce"] / n, "%s_acc" % stage: sums["correct"] / n}
         out.update({"%s_%s" % (stage, key): sums[key] / n for key, _ in extra})
+        if sums["seconds"] > 0:  # images per second of all workers together
+            out["%s_samples_per_s" % stage] = sums["timed"] * env.num_workers / sums["seconds"]
         return out
 
     def _end_epoch(self, epoch, record):

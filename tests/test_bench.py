@@ -33,3 +33,15 @@ def test_bench_faces_json():
         assert speeds["identity_indexed"] > 0 and speeds["flat"] > 0
         assert speeds["flat_image_record_iter"] > 0
     assert result["verification"]["pairs"] == 10 and result["verification"]["seconds"] > 0
+
+
+def test_bench_loop_reports_the_loop_beside_the_data_free_step():
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "bench_loop.py"), "--preset", "seed",
+         "--image-shape", "3,8,8", "--width-mult", "0.25", "--batch-size", "4", "--steps", "2",
+         "--rounds", "1", "--threads", "1", "--json"],
+        capture_output=True, text=True, timeout=300, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    for key in ("step_weight", "step_theta", "loop_weight", "loop_theta"):
+        assert result["median"][key] > 0, key
+    assert result["omp_threads"] == 1 and result["loop_over_step"] > 0

@@ -42,6 +42,8 @@ def test_search_writes_its_outputs(tiny_data, tmp_path):
     hist = summary and __import__("json").loads((out / "history.json").read_text())
     assert [h["epoch"] for h in hist] == [0, 1, 2]
     assert "theta_ce" not in hist[0] and "theta_ce" in hist[1] and "val_acc" in hist[2]
+    # the loop's own throughput per stage (24 weight images: 3 steps, the last 2 timed)
+    assert hist[1]["weight_samples_per_s"] > 0 and hist[1]["theta_samples_per_s"] > 0
     # how concentrated P_theta is, every epoch, and the summary that reports it
     probs = run.net.probabilities(run.theta())
     assert hist[2]["probabilities"]["layer5"] == pytest.approx(list(probs["layer5"]), abs=1e-5)

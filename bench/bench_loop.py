@@ -1,0 +1,152 @@
+"""The search loop's own throughput beside the data-free supernet step (a benchmark that prints figures).
+
+    python bench/bench_loop.py --preset paper --image-shape 3,32,32
+    python bench/bench_loop.py --preset paper --image-shape 3,64,64 --threads 1 --rounds 3
+    python bench/bench_loop.py --preset seed --image-shape 3,108,108 --steps 3 --rounds 1
+
+Each round runs, in fresh processes one after the other:
+
+* the **data-free step**: ``bench/bench_supernet.py`` (the search Modules on one random
+  batch: the step's ceiling);
+* the **search loop**: ``test.py``'s trainer for one epoch on a real ``.rec`` — JPEG
+  images (scikit-learn's digits at the input size, or ``--train-rec``) read by the
+  package's reader — of ``--steps`` timed weight steps and as many θ steps; the samples/s
+  the trainer records per stage (``history.json``: from the end of the first step, data
+  waits, logging and bookkeeping included).
+
+It prints both figures per round, their medians and the ratio loop / data-free, so a loss
+inside the loop (a slow reader, a data iterator that slows MXNet's operators) shows. The
+rounds alternate, as this machine's speed drifts within minutes. ``--stream`` makes the
+reader decode every batch instead of serving the small bench set from memory (what a data
+set larger than the reader's memory cache gets).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def write_bench_data(folder, size, count, seed=0):
+    """``count`` JPEG images of scikit-learn's digits at ``size``, as a flat ``.rec``."""
+    import cv2
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from fbnet_symbol.data import write_images
+
+    digits = load_digits()
+    rng = np.random.RandomState(seed)
+    picks = rng.randint(len(digits.images), size=count)
+    images = [cv2.cvtColor(cv2.resize(np.clip(digits.images[i] * 16, 0, 255).astype(np.uint8),
+                                      (size, size), interpolation=cv2.INTER_CUBIC),
+                           cv2.COLOR_GRAY2BGR) for i in picks]
+    prefix = os.path.join(folder, "bench-%d" % seed)
+    write_images(prefix, images, digits.target[picks], fmt=".jpg")
+    return prefix + ".rec"
+
+
+def run_loop(args):
+    """One epoch of the search on a real .rec; returns the trainer's per-stage figures."""
+    from fbnet_symbol.search_space import decode_space, parse_image_shape
+
+    shape = parse_image_shape(args.image_shape)
+    with tempfile.TemporaryDirectory() as tmp:
+        count = (args.steps + 1) * args.batch_size  # the first step is not timed
+        train = args.train_rec or write_bench_data(tmp, shape[1], count, 0)
+        theta = args.theta_rec or write_bench_data(tmp, shape[1], count, 1)
+        layout = decode_space(args.space, args.preset, shape, args.width_mult)
+        lut = os.path.join(tmp, "lut.txt")  # latencies do not change the work of a step
+        with open(lut, "w") as f:
+            f.write("".join(" ".join(["1.0"] * len(l.candidates)) + "\n"
+                            for l in layout.layers))
+        cmd = [sys.executable, os.path.join(ROOT, "test.py"), "--space", args.space,
+               "--preset", args.preset, "--image-shape", args.image_shape, "--width-mult",
+               str(args.width_mult), "--batch-size", str(args.batch_size), "--epochs", "1",
+               "--warmup-epochs", "0", "--train-rec", train, "--theta-rec", theta, "--lut", lut,
+               "--save-model-path", os.path.join(tmp, "out"), "--log-frequence", "0",
+               "--threads", str(args.threads), "--no-progress"]
+        if args.gpu:
+            cmd += ["--gpu", args.gpu]
+        env = dict(os.environ)
+        if args.stream:
+            env["FBNET_READER_CACHE_BYTES"] = "0"
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+        with open(os.path.join(tmp, "out", "history.json")) as f:
+            record = json.load(f)[0]
+        with open(os.path.join(tmp, "out", "args.json")) as f:
+            threads = json.load(f)["omp_threads"]
+    return {"weight_samples_per_s": record["weight_samples_per_s"],
+            "theta_samples_per_s": record["theta_samples_per_s"], "omp_threads": threads}
+
+
+def run_step(args):
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "bench_supernet.py"), "--space",
+           args.space, "--preset", args.preset, "--image-shape", args.image_shape,
+           "--batch-size", str(args.batch_size), "--width-mult", str(args.width_mult),
+           "--threads", str(args.threads), "--steps", str(max(3, args.steps // 2)), "--json"]
+    if args.gpu:
+        cmd += ["--gpu", args.gpu]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    import numpy as np
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--space", default="fbnet")
+    p.add_argument("--preset", default="paper")
+    p.add_argument("--image-shape", default="3,32,32")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--width-mult", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=10, help="timed weight steps of the loop")
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
+    p.add_argument("--threads", default="auto", help="as test.py --threads")
+    p.add_argument("--gpu", help="devices, as test.py (default: CPU)")
+    p.add_argument("--train-rec", help="time the loop on this .rec instead of digits")
+    p.add_argument("--theta-rec", help="with --train-rec")
+    p.add_argument("--stream", action="store_true",
+                   help="decode every batch (no memory cache), as a large data set is read")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    if bool(args.train_rec) != bool(args.theta_rec):
+        p.error("give --train-rec and --theta-rec together")
+
+    rounds = []
+    for r in range(args.rounds):
+        step, loop = run_step(args), run_loop(args)
+        rounds.append({"step": step, "loop": loop})
+        if not args.json:
+            print("round %d: data-free step %.1f samples/s (weight), %.1f (theta); search "
+                  "loop %.1f (weight), %.1f (theta); %d threads" % (
+                      r + 1, step["weight_samples_per_s"], step["theta_samples_per_s"],
+                      loop["weight_samples_per_s"], loop["theta_samples_per_s"],
+                      loop["omp_threads"]), flush=True)
+    med = {"%s_%s" % (kind, stage): float(np.median([r[kind]["%s_samples_per_s" % stage]
+                                                     for r in rounds]))
+           for kind in ("step", "loop") for stage in ("weight", "theta")}
+    result = dict(space=args.space, preset=args.preset, image_shape=args.image_shape,
+                  batch_size=args.batch_size, width_mult=args.width_mult, threads=args.threads,
+                  omp_threads=rounds[0]["loop"]["omp_threads"], stream=args.stream,
+                  rounds=rounds, median=med,
+                  loop_over_step=med["loop_weight"] / med["step_weight"],
+                  peak_rss_mib_step=max(r["step"]["peak_rss_mib"] for r in rounds))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("%s/%s %s batch %d, %d threads, median of %d rounds: weight step data-free "
+              "%.1f samples/s, in the search loop %.1f (%.2fx); theta %.1f / %.1f"
+              % (args.space, args.preset, args.image_shape, args.batch_size,
+                 result["omp_threads"], args.rounds, med["step_weight"], med["loop_weight"],
+                 result["loop_over_step"], med["step_theta"], med["loop_theta"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
