@@ -54,7 +54,7 @@ def parse_args(argv):
     p.add_argument("--threads", type=parse_threads, default="auto",
                    help="CPU threads of MXNet's operators: a number, or auto: for --validate "
                         "the table's own count, else as test.py (MXNET_OMP_MAX_THREADS if "
-                        "set, else MXNet's default)")
+                        "set, else one per core)")
     p.add_argument("--quick", action="store_true",
                    help="few repeats: a rough table in seconds (for tests and smoke runs)")
     return p.parse_args(argv)

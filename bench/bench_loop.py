@@ -64,25 +64,33 @@ def run_loop(args):
         with open(lut, "w") as f:
             f.write("".join(" ".join(["1.0"] * len(l.candidates)) + "\n"
                             for l in layout.layers))
-        cmd = [sys.executable, os.path.join(ROOT, "test.py"), "--space", args.space,
+        argv = ["--space", args.space,
                "--preset", args.preset, "--image-shape", args.image_shape, "--width-mult",
                str(args.width_mult), "--batch-size", str(args.batch_size), "--epochs", "1",
                "--warmup-epochs", "0", "--train-rec", train, "--theta-rec", theta, "--lut", lut,
                "--save-model-path", os.path.join(tmp, "out"), "--log-frequence", "0",
                "--threads", str(args.threads), "--no-progress"]
         if args.gpu:
-            cmd += ["--gpu", args.gpu]
+            argv += ["--gpu", args.gpu]
         env = dict(os.environ)
         if args.stream:
             env["FBNET_READER_CACHE_BYTES"] = "0"
-        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True)
+        # test.py's main in a child that reports its own peak memory afterwards
+        code = ("import json, resource, runpy, sys; sys.path.insert(0, %r); "
+                "main = runpy.run_path(%r)['main']; sys.stdout = open(%r, 'w'); "
+                "main(sys.argv[1:]); sys.stdout = sys.__stdout__; "
+                "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))"
+                % (ROOT, os.path.join(ROOT, "test.py"), os.devnull))
+        out = subprocess.run([sys.executable, "-c", code] + argv, check=True, env=env,
+                             capture_output=True, text=True).stdout
+        peak = json.loads(out.strip().splitlines()[-1])
         with open(os.path.join(tmp, "out", "history.json")) as f:
             record = json.load(f)[0]
         with open(os.path.join(tmp, "out", "args.json")) as f:
             threads = json.load(f)["omp_threads"]
     return {"weight_samples_per_s": record["weight_samples_per_s"],
-            "theta_samples_per_s": record["theta_samples_per_s"], "omp_threads": threads}
+            "theta_samples_per_s": record["theta_samples_per_s"], "omp_threads": threads,
+            "peak_rss_mib": peak}
 
 
 def run_step(args):
@@ -136,15 +144,18 @@ def main(argv=None):
                   omp_threads=rounds[0]["loop"]["omp_threads"], stream=args.stream,
                   rounds=rounds, median=med,
                   loop_over_step=med["loop_weight"] / med["step_weight"],
-                  peak_rss_mib_step=max(r["step"]["peak_rss_mib"] for r in rounds))
+                  peak_rss_mib_step=max(r["step"]["peak_rss_mib"] for r in rounds),
+                  peak_rss_mib_loop=max(r["loop"]["peak_rss_mib"] for r in rounds))
     if args.json:
         print(json.dumps(result))
     else:
         print("%s/%s %s batch %d, %d threads, median of %d rounds: weight step data-free "
-              "%.1f samples/s, in the search loop %.1f (%.2fx); theta %.1f / %.1f"
+              "%.1f samples/s, in the search loop %.1f (%.2fx); theta %.1f / %.1f; peak RSS "
+              "%.0f / %.0f MiB"
               % (args.space, args.preset, args.image_shape, args.batch_size,
                  result["omp_threads"], args.rounds, med["step_weight"], med["loop_weight"],
-                 result["loop_over_step"], med["step_theta"], med["loop_theta"]))
+                 result["loop_over_step"], med["step_theta"], med["loop_theta"],
+                 result["peak_rss_mib_step"], result["peak_rss_mib_loop"]))
     return 0
 
 

@@ -80,8 +80,8 @@ class Settings:
     rand_mirror: bool = setting(False, "random horizontal flips", "data", action="store_true")
     threads: object = setting(
         "auto", "CPU threads of MXNet's operators: a number, or auto: MXNET_OMP_MAX_THREADS / "
-        "OMP_NUM_THREADS if set, else MXNet's default (half the cores on x86; more were not "
-        "faster in the search loop here: docs/mxnet-notes.md)", "data",
+        "OMP_NUM_THREADS if set, else one per core (the fastest search loop at every shape "
+        "measured: docs/measurements.md)", "data",
         type=lambda text: _as_argument(parse_threads, text))
     kv_store: str = setting(
         "local", "local or device (one machine); dist_sync: several machines, started with "

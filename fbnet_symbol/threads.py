@@ -7,12 +7,13 @@ the speed afterwards, so every command decides (``--threads``) before its first
 ``import mxnet``:
 
 * a number: that many threads;
-* ``auto`` (the default): the user's variables if set, else MXNet's own choice. Measured
-  in the search loop on a 2-core machine (docs/mxnet-notes.md, "Timing"), 2 threads
-  instead of MXNet's 1 made no step faster: the embedded demo's 16x16 steps took 2x as
-  long, 32x32 at batch 32 was even, 64x64 at batch 32 was 7% slower, and batch-1 latency
-  tables at small inputs came out 3x slower. Only the data-free supernet benchmark gains
-  (1.2-1.6x at 32x32 and up): the data iterator's own OpenMP threads share the cores.
+* ``auto`` (the default): the user's variables if set, else every core this process may
+  run on. Measured in the search loop on a 2-core machine (docs/measurements.md, "The
+  search loop"), 2 threads instead of 1 made every shape faster once the loop read its
+  data with the package's own reader: weight steps at 16x16 (width 0.5) +30%, 32x32
+  +20-40%, 64x64 +55%, 108x108 (seed preset) see the figures there. (With MXNet's
+  ``ImageRecordIter`` alive in the process they had been slower or even: the reason the
+  default used to be MXNet's one thread.)
 
 The count is recorded with every run and latency table (:func:`omp_threads`), so a table
 of another count is not reused silently. This module must not import MXNet.
@@ -68,7 +69,7 @@ def choose_threads(setting, env=None):
         return setting, "--threads"
     if _user_threads(env):
         return _user_threads(env), "from the environment"
-    return omp_threads(env), "MXNet's default for %d cores; --threads N to change" % cores()
+    return cores(), "one per core; --threads N to change"
 
 
 def use_threads(count, env=None):

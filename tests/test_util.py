@@ -51,10 +51,12 @@ def test_threads_are_chosen_before_mxnet_loads():
     import subprocess
     import sys
     from fbnet_symbol.errors import FBNetError
+    from fbnet_symbol import threads as threads_module
     from fbnet_symbol.threads import choose_threads, parse_threads
     assert choose_threads("2", env={"MXNET_OMP_MAX_THREADS": "3"}) == (2, "--threads")
     assert choose_threads("auto", env={"OMP_NUM_THREADS": "3"})[0] == 3
-    assert choose_threads("auto", env={})[0] == max(1, (os.cpu_count() or 1) // 2)
+    # nothing set: every core the process may run on (not MXNet's half)
+    assert choose_threads("auto", env={})[0] == threads_module.cores()
     for bad in ("0", "-1", "two"):
         with pytest.raises(FBNetError, match="--threads must be auto or a positive number"):
             parse_threads(bad)
