@@ -108,9 +108,12 @@ class FaceRecords:
         return self.identities
 
     def image_records(self):
-        """(keys, byte offsets) of this split's images, for the reader."""
-        return self.image_keys, np.array([self.offsets[int(k)] for k in self.image_keys],
-                                         np.int64)
+        """(keys, byte offsets) of this split's images, for the reader (looked up once:
+        a reader is made for every epoch and stage)."""
+        if getattr(self, "_image_offsets", None) is None:
+            self._image_offsets = np.array([self.offsets[int(k)] for k in self.image_keys],
+                                           np.int64)
+        return self.image_keys, self._image_offsets
 
     def subset(self, mask):
         return FaceRecords(self.rec, self.idx, self.offsets, self.image_keys[mask],

@@ -30,6 +30,7 @@ import time
 
 from .cli import ArgumentParser, run
 from .errors import FBNetError
+from .threads import cores, user_threads
 
 TAIL_LINES = 25
 CONNECTED = "the scheduler is connected to"  # ps-lite's line once every node has joined
@@ -178,6 +179,9 @@ class Cluster:
             role_env = dict(cluster_env, DMLC_ROLE=role)
             if a.launcher == "local":
                 role_env["DMLC_NODE_HOST"] = root  # keep the cluster on loopback
+                if role == "worker" and not user_threads(os.environ):
+                    # --threads auto takes every core: workers sharing this machine split them
+                    role_env["MXNET_OMP_MAX_THREADS"] = str(max(1, cores() // a.num_workers))
                 self.members.append(Member(role, i, host, argv, dict(os.environ, **role_env)))
             else:
                 ssh = shlex.split(a.ssh_command) + list(SSH_OPTIONS) + [

@@ -22,7 +22,6 @@ then served from memory, every epoch.
 """
 import hashlib
 import os
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -34,7 +33,7 @@ from .threads import cores
 # decoded (uint8) images kept per process, all splits and sizes together; the variable
 # FBNET_READER_CACHE_BYTES changes it (0: decode every batch)
 MEMORY_CACHE_BYTES = int(os.environ.get("FBNET_READER_CACHE_BYTES", 1 << 30))
-_memory = OrderedDict()  # cache key -> (images N x H x W x 3 uint8 RGB, labels float32)
+_memory = {}  # cache key -> (images N x H x W x 3 uint8 RGB, labels float32)
 
 
 def decode_image(payload, height, width):
@@ -81,8 +80,13 @@ class RecordReader:
         self.order = rng.permutation(len(rows)) if shuffle else np.arange(len(rows))
         self.mirror = (rng.rand(len(rows)) < 0.5) if rand_mirror else np.zeros(len(rows), bool)
         self.threads = threads or default_decode_threads()
+        # kept in memory if it fits beside what this process keeps already (splits are not
+        # evicted: the weight and theta splits would push each other out every epoch)
         limit = MEMORY_CACHE_BYTES if cache_bytes is None else cache_bytes
-        self.cached = len(rows) * 3 * self.height * self.width <= limit
+        size = len(rows) * 3 * self.height * self.width
+        self._key = self._cache_key() if size <= limit else None
+        kept = sum(images.nbytes for images, _ in _memory.values())
+        self.cached = self._key is not None and (self._key in _memory or size + kept <= limit)
         self.provide_data = [("data", (batch_size,) + tuple(image_shape))]
         self.provide_label = [("softmax_label", (batch_size,))]
 
@@ -122,10 +126,8 @@ class RecordReader:
 
     def _memory(self, pool, fd, size):
         """The whole shard decoded (from the process's cache when it was decoded before)."""
-        key = self._cache_key()
-        if key in _memory:
-            _memory.move_to_end(key)
-            return _memory[key]
+        if self._key in _memory:
+            return _memory[self._key]
         images = np.empty((len(self.keys), self.height, self.width, 3), np.uint8)
         labels = np.empty(len(self.keys), np.float32)
 
@@ -134,10 +136,7 @@ class RecordReader:
                 labels[r] = self._decode(fd, size, r, images[r])
 
         list(pool.map(part, np.array_split(np.arange(len(self.keys)), self.threads * 4)))
-        _memory[key] = images, labels
-        while sum(v[0].nbytes for v in _memory.values()) > MEMORY_CACHE_BYTES and \
-                len(_memory) > 1:
-            _memory.popitem(last=False)  # the least recently used split goes first
+        _memory[self._key] = images, labels
         return images, labels
 
     # ------------------------------------------------------------ batches

@@ -37,7 +37,8 @@ def cores():
         return os.cpu_count() or 1
 
 
-def _user_threads(env):
+def user_threads(env):
+    """The count the user set in ``env`` (MXNet's variables), or None."""
     for name in USER_VARIABLES:
         value = env.get(name, "").split(",")[0].strip()
         if value.isdigit() and int(value) > 0:
@@ -48,7 +49,7 @@ def _user_threads(env):
 def omp_threads(env=None):
     """The OpenMP threads MXNet 1.9.1 runs (or will run) its operators with, by its rule."""
     env = os.environ if env is None else env
-    return _user_threads(env) or max(1, (os.cpu_count() or 1) // 2)
+    return user_threads(env) or max(1, (os.cpu_count() or 1) // 2)
 
 
 def parse_threads(text):
@@ -67,8 +68,8 @@ def choose_threads(setting, env=None):
     setting = parse_threads(setting)
     if setting != "auto":
         return setting, "--threads"
-    if _user_threads(env):
-        return _user_threads(env), "from the environment"
+    if user_threads(env):
+        return user_threads(env), "from the environment"
     return cores(), "one per core; --threads N to change"
 
 

@@ -140,6 +140,11 @@ def test_search_cli_resume_and_fixed_training_on_two_workers(dist_data, tmp_path
     assert history[-1]["global_step"] == 6
     log = (out / "search.log").read_text()
     assert "worker 0 of 2" in log and "worker 1 of 2" not in log  # rank 0's log only
+    # --threads auto: the two local workers split this machine's cores between them
+    from fbnet_symbol.threads import cores, user_threads
+    if not user_threads(ENV):
+        args = json.loads((out / "args.json").read_text())
+        assert args["omp_threads"] == max(1, cores() // 2)
 
     resumed = Launch("-n", "2", "-s", "1", PY, "test.py", "--epochs", "3",
                      "--load-model-path", str(out), *common)

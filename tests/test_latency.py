@@ -119,12 +119,15 @@ def test_measuring_a_tiny_space(space, width):
 def test_cached_table_measures_once(tmp_path, monkeypatch):
     monkeypatch.setenv("FBNET_SYMBOL_CACHE", str(tmp_path))
     layout = decode_space("fbnet", "seed", (3, 16, 16), 0.25)
+    # measured in a fresh process (timing in-process slows the training that follows)
+    monkeypatch.setattr(latency_measure, "measure_table", None)
     first, path = cached_table(layout, mx.cpu(), 1, policy=QUICK, progress=False)
     assert os.path.isfile(path) and path.startswith(str(tmp_path))
+    assert first.check(layout, 1) and first.meta["device"] == "cpu(0)"
 
     def fail(*a, **k):
         raise AssertionError("measured again")
-    monkeypatch.setattr(latency_measure, "measure_table", fail)
+    monkeypatch.setattr(latency_measure, "measure_in_fresh_process", fail)
     second, path2 = cached_table(layout, mx.cpu(), 1, policy=QUICK, progress=False)
     assert path2 == path and second.values == first.values
     # another shape is another table
@@ -134,6 +137,15 @@ def test_cached_table_measures_once(tmp_path, monkeypatch):
     monkeypatch.setenv("MXNET_OMP_MAX_THREADS", str(first.meta["omp_threads"] + 1))
     with pytest.raises(AssertionError, match="measured again"):
         cached_table(layout, mx.cpu(), 1)
+
+
+def test_a_failed_measuring_process_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("FBNET_SYMBOL_CACHE", str(tmp_path))
+    layout = decode_space("fbnet", "seed", (3, 8, 8), 0.25)
+    with pytest.raises(FBNetError, match="measuring the latency table failed .* --lut"):
+        latency_measure.measure_in_fresh_process(layout, "gpu(7)", 1, str(tmp_path / "t.json"),
+                                                 QUICK, False)
+    assert not (tmp_path / "t.json").exists()
 
 
 def test_a_table_of_another_thread_count_is_named(tmp_path, monkeypatch, caplog):

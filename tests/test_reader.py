@@ -89,6 +89,7 @@ def test_batches_from_the_middle_equal_the_full_epoch(tmp_path, cache_bytes):
     from fbnet_symbol.reader import RecordReader
     info = check_data(make_rec(tmp_path / "r", 22, classes=3))
     reader = RecordReader(info, (3, 8, 8), 4, seed=9, rand_mirror=True, cache_bytes=cache_bytes)
+    assert reader.cached == (cache_bytes is None)  # 22 tiny images fit; 0 bytes: streamed
     full = list(reader)
     assert len(full) == len(reader) == 6
     tail = list(reader.batches(4))

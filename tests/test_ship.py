@@ -82,16 +82,17 @@ def test_train_fixed_architecture_deploy_and_export(tiny_data, tmp_path, head):
     arch = load_architecture("fbnet_c").replace(preset="seed", width_mult=0.25,
                                                 head={"type": head})
     out = tmp_path / ("train_" + head)
-    cfg = SearchConfig(arch=arch, image_shape=(3, 8, 8), batch_size=4, epochs=10,
+    # 15 epochs at lr 0.02: above chance for each of 5 seeds tried (10 at 0.05: 1 of 4)
+    cfg = SearchConfig(arch=arch, image_shape=(3, 8, 8), batch_size=4, epochs=15,
                        train_rec=tiny_data["train"], theta_rec=tiny_data["theta"],
                        val_rec=tiny_data["val"], save_model_path=str(out), progress=False,
-                       log_frequence=0, save_frequence=2, lr=0.05, seed=1)
+                       log_frequence=0, save_frequence=2, lr=0.02, seed=1)
     summary = SearchRun(cfg).run()
     assert summary["val_acc"] is not None
     if head == "softmax":  # 3 classes: chance is 1/3 (margin heads learn slower on 24 images)
         assert summary["train_acc"] > 0.45
     # the deployable checkpoint: a user's own script, MXNet's API only
-    sym, arg, aux = mx.model.load_checkpoint(str(out / "model"), 10)
+    sym, arg, aux = mx.model.load_checkpoint(str(out / "model"), 15)
     assert not [n for n in sym.list_arguments() if n.startswith("theta") or "label" in n]
     assert all(n.split("_")[0] != "loss" for n in sym.list_outputs())
     mod = mx.mod.Module(sym, data_names=["data"], label_names=None)
