@@ -12,12 +12,24 @@ def run(main, argv=None):
     try:
         code = main(argv)
     except FBNetError as e:
+        _close_progress_bars()  # the error gets a line of its own, not the end of a bar's
         print("error: %s" % e, file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
     sys.exit(code or 0)
+
+
+def _close_progress_bars():
+    """Close the progress bars an exception left open (leave=False bars clear their line)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+    sys.stderr.flush()
 
 
 def format_count(n):

@@ -24,7 +24,8 @@ import tempfile
 import numpy as np
 
 from .errors import FBNetError
-from .fileio import IMAGE_EXTENSIONS, atomic_write, class_folders, default_cache_dir, image_files
+from .fileio import (IMAGE_EXTENSIONS, atomic_write, class_folders, default_cache_dir,
+                     image_files, umask)
 from .recordio import PIXEL_MEAN, PIXEL_SCALE, check_recordio, idx_path, read_header, read_index
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def image_record_iter(rec, image_shape, batch_size, shuffle=False, seed=0, rand_
     return mx.io.ImageRecordIter(
         path_imgrec=rec, path_imgidx=idx_path(rec), data_shape=(c, h, w),
         batch_size=batch_size, shuffle=shuffle, seed=int(seed) % (2 ** 31),
-        round_batch=True, resize=min(h, w), rand_mirror=rand_mirror,
+        round_batch=True, resize=min(h, w), inter_method=2, rand_mirror=rand_mirror,
         mean_r=PIXEL_MEAN, mean_g=PIXEL_MEAN, mean_b=PIXEL_MEAN, std_r=PIXEL_SCALE,
         std_g=PIXEL_SCALE, std_b=PIXEL_SCALE, preprocess_threads=threads, prefetch_buffer=2,
         label_width=1, data_name="data", label_name="softmax_label", verbose=False)
@@ -142,17 +143,40 @@ def split_records(rec, prefix_a, prefix_b, ratio=0.8, seed=0):
 
 
 def build_index(rec):
-    """Rebuild ``.idx`` by walking the records of ``rec`` (4-byte aligned)."""
+    """Rebuild ``.idx`` by walking the records of ``rec`` (4-byte aligned).
+
+    Keys are the ids in the record headers, as InsightFace's and im2rec's writers set them
+    (an identity-indexed file's layout lives in its keys: the header is key 0, wherever it
+    lies in the file). Where the ids repeat (a writer that left them 0), the file order —
+    except that an InsightFace header (first or last record, two labels, no image, its
+    range ending at the record count) keeps key 0 and the others count from 1.
+    """
     size = os.path.getsize(rec)
-    lines, off, i = [], 0, 0
+    offsets, ids, headers, off = [], [], [], 0
     with open(rec, "rb") as f:
         while off < size:
             _, length, _ = read_header(f, off, size, rec)
-            lines.append("%d\t%d\n" % (i, off))
+            f.seek(off + 8)
+            flag, _, rid, _ = struct.unpack("<IfQQ", f.read(24))
+            labels = struct.unpack("<2f", f.read(8)) if flag == 2 and length == 32 else None
+            ids.append(rid)
+            headers.append(labels)
+            offsets.append(off)
             off += 8 + ((length + 3) // 4) * 4
-            i += 1
-    atomic_write(idx_path(rec), "".join(lines))
-    return i
+    n = len(offsets)
+    if len(set(ids)) == n:
+        keys = ids
+    else:
+        keys, found = list(range(n)), ""
+        for pos in (n - 1, 0):  # rec_builder.py writes its header last; others first
+            h = headers[pos] if n else None
+            if h and 1 < h[0] < h[1] == n:
+                keys = [0 if i == pos else i + (pos != 0) for i in range(n)]
+                found = ", InsightFace's header as key 0"
+                break
+        logger.warning("%s: record ids repeat; the index is keyed in file order%s", rec, found)
+    atomic_write(idx_path(rec), "".join("%d\t%d\n" % kv for kv in zip(keys, offsets)))
+    return n
 
 
 # ---------------------------------------------------------------- embedded default
@@ -195,6 +219,7 @@ def embedded_digits(cache_dir=None, size=DIGITS_SIZE):
         split["theta"].extend(rest[n_train:])
     os.makedirs(os.path.dirname(folder), exist_ok=True)
     tmp = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=".digits-")
+    os.chmod(tmp, 0o777 & ~umask())  # as os.makedirs would make it, not mkdtemp's 0700
     try:
         for name, members in split.items():
             members = sorted(members)
@@ -231,6 +256,22 @@ def check_data(rec, what="data"):
     if is_identity_indexed(rec, index):
         return check_face_records(rec, index, what=what)
     return check_recordio(rec, what=what, offsets=list(index.values()))
+
+
+def describe(info):
+    """One line on a checked file: layout, images, classes and ids, image size, property."""
+    size = "x".join(map(str, info.image_size)) if info.image_size else "of several sizes"
+    text = "%s: %s layout, %d images, %d classes" % (info.rec, info.layout, info.num_records,
+                                                     info.num_classes)
+    if info.layout == "flat":
+        ids = (int(info.labels.min()), int(info.labels.max())) if info.num_records else (0, 0)
+        return text + ", class ids %d..%d, images %s" % (ids[0], ids[1], size)
+    from .faces import LABEL_SAMPLES
+    prop = info.property_file
+    return text + " (%d identity records), class ids %d..%d (%d sampled), images %s, %s" % (
+        info.identities, info.class_ids[0], info.class_ids[1],
+        min(info.num_records, LABEL_SAMPLES), size,
+        "property %d,%d,%d" % prop if prop else "no property file (the images' size is used)")
 
 
 def write_synthetic_faces(out, identities=200, per_identity=10, size=32, pairs=600, seed=0):
@@ -324,9 +365,7 @@ def main(argv=None):
     elif args.cmd == "index":
         print("indexed %d records into %s" % (build_index(args.rec), idx_path(args.rec)))
     elif args.cmd == "check":
-        info = check_data(args.rec)
-        print("%s: %s layout, %d images, %d classes" % (args.rec, info.layout,
-                                                        info.num_records, info.num_classes))
+        print(describe(check_data(args.rec)))
     elif args.cmd == "pack-faces":
         from .face_files import pack_faces
         from .search_space import parse_image_shape

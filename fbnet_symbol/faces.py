@@ -28,12 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import FBNetError
-from .recordio import idx_path, read_record
+from .recordio import idx_path, read_record, theta_images
 
 logger = logging.getLogger(__name__)
 
-THETA_EVERY = 5  # every fifth image of an identity goes to the theta split (80/20)
 PROPERTY = "property"
+LABEL_SAMPLES = 1024  # image records whose class id a check reads (16 of them it decodes)
 
 
 # ---------------------------------------------------------------- reading records
@@ -72,6 +72,28 @@ def read_property(folder):
     return classes, h, w
 
 
+def first_image_size(rec):
+    """(H, W) of the image record with the lowest key in ``rec`` (either layout), or None."""
+    import cv2
+
+    index = read_keyed_index(idx_path(rec), rec)
+    size = os.path.getsize(rec)
+    fd = os.open(rec, os.O_RDONLY)
+    try:
+        for key in sorted(index)[:64]:  # past the header (and a few damaged records)
+            try:
+                _, payload = read_record(fd, index[key], size, rec, key)
+            except FBNetError:
+                continue
+            img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR) \
+                if payload else None
+            if img is not None:
+                return img.shape[:2]
+    finally:
+        os.close(fd)
+    return None
+
+
 def is_identity_indexed(rec, index=None):
     """True when key 0 of ``rec`` is InsightFace's header (two labels, no image).
     ``index``: its ``{key: offset}`` if already read. A damaged record 0 answers False:
@@ -96,7 +118,12 @@ class FaceRecords:
     image_keys: np.ndarray     # keys of the images of this split
     labels: np.ndarray         # identity of each image (its identity record); batches carry
                                # label[0] of the image record itself, as InsightFace reads
-    identities: int            # classes (from the header)
+    identities: int            # identity records (from the header)
+    classes: int = None        # the classifier's size: property's count (may exceed the
+                               # identities when class ids are sparse), else the identities
+    class_ids: tuple = None    # (lowest, highest) label[0] of the sampled image records
+    image_size: tuple = None   # (H, W) of the sampled images, if they all agree
+    property_file: tuple = None  # (num_classes, H, W) of the property file, if any
     layout: str = "identity-indexed"
 
     @property
@@ -105,7 +132,7 @@ class FaceRecords:
 
     @property
     def num_classes(self):
-        return self.identities
+        return self.classes or self.identities
 
     def image_records(self):
         """(keys, byte offsets) of this split's images, for the reader (looked up once:
@@ -117,17 +144,12 @@ class FaceRecords:
 
     def subset(self, mask):
         return FaceRecords(self.rec, self.idx, self.offsets, self.image_keys[mask],
-                           self.labels[mask], self.identities)
+                           self.labels[mask], self.identities, self.classes, self.class_ids,
+                           self.image_size, self.property_file)
 
     def split(self):
         """(weight split, theta split): by image inside each identity (module docstring)."""
-        order = np.lexsort((self.image_keys, self.labels))  # by class, then key
-        rank = np.empty(len(order), dtype=np.int64)
-        classes = self.labels[order]
-        starts = np.r_[0, np.flatnonzero(np.diff(classes)) + 1]
-        sizes = np.diff(np.r_[starts, len(order)])
-        rank[order] = np.arange(len(order)) - np.repeat(starts, sizes)
-        theta = rank % THETA_EVERY == 1  # an identity with one image keeps it for the weights
+        theta = theta_images(self.labels, self.image_keys)
         return self.subset(~theta), self.subset(theta)
 
 
@@ -175,18 +197,53 @@ def check_face_records(rec, index=None, decode_samples=16, what="data"):
         if absent:
             raise FBNetError("%s: image record %d is not in %s; re-pack the data"
                              % (rec, absent[0], idx))
-        sample = keys[np.linspace(0, len(keys) - 1, min(decode_samples, len(keys))).astype(int)]
-        for key in sample:
+        # decode a few images (their size) and read the class of more (label[0], as the
+        # reader takes it): what training would otherwise stop on, caught now
+        sizes, class_ids = set(), []
+        probe = spread(keys, max(decode_samples, LABEL_SAMPLES))
+        decode = set(spread(np.arange(len(probe)), decode_samples))
+        for n, key in enumerate(probe):
             label, payload = read_record(fd, index[int(key)], size, rec, int(key))
-            if cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR) is None:
+            class_ids.append(label[0])
+            if n not in decode:
+                continue
+            img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+            if img is None:
                 raise FBNetError("%s: record %d is not a decodable image; re-pack the data"
                                  % (rec, key))
+            sizes.add(img.shape[:2])
     finally:
         os.close(fd)
-    found = read_property(os.path.dirname(os.path.abspath(rec)))
-    if found and found[0] != end - first:
-        raise FBNetError("%s says %d classes but %s's header has %d identities; fix the "
-                         "property file's first line (%d,%d,%d)" % (
-                             os.path.join(os.path.dirname(rec) or ".", PROPERTY), found[0],
-                             rec, end - first, end - first, found[1], found[2]))
-    return FaceRecords(rec, idx, index, keys, labels, end - first)
+    folder = os.path.dirname(os.path.abspath(rec))
+    prop_path = os.path.join(os.path.dirname(rec) or ".", PROPERTY)
+    found = read_property(folder)
+    image_size = sizes.pop() if len(sizes) == 1 else None
+    lowest, highest = float(min(class_ids)), float(max(class_ids))
+    classes = end - first
+    if found:
+        if found[0] < classes:
+            raise FBNetError("%s says %d classes but %s's header has %d identities; write at "
+                             "least %d (the highest class id + 1 where ids are sparse) on its "
+                             "first line" % (prop_path, found[0], rec, classes, classes))
+        classes = found[0]
+        if image_size and tuple(found[1:]) != image_size:
+            raise FBNetError("%s says the images are %dx%d but %s's are %dx%d; fix its first "
+                             "line (%d,%d,%d)" % (prop_path, found[1], found[2], rec,
+                                                  image_size[0], image_size[1], found[0],
+                                                  image_size[0], image_size[1]))
+    if lowest < 0 or highest != int(highest) or highest >= classes:
+        bad = lowest if lowest < 0 or lowest != int(lowest) else highest
+        fix = ("write %d (the highest class id + 1) as its class count" % (int(highest) + 1)
+               if found else "add a property file beside it reading %d,H,W (the highest "
+               "class id + 1, the image size)" % (int(highest) + 1)) \
+            if highest == int(highest) and lowest >= 0 else "re-pack the data"
+        raise FBNetError("%s: an image record has class %g, outside the %d classes %s; %s"
+                         % (rec, bad, classes, "%s gives" % prop_path if found else
+                            "of its header's identities", fix))
+    return FaceRecords(rec, idx, index, keys, labels, end - first, classes,
+                       (int(lowest), int(highest)), image_size, found)
+
+
+def spread(keys, count):
+    """Up to ``count`` of ``keys``, evenly spread (first and last included)."""
+    return keys[np.linspace(0, len(keys) - 1, min(count, len(keys))).astype(int)]

@@ -26,11 +26,21 @@ def image_files(folder):
             if f.lower().endswith(IMAGE_EXTENSIONS)]
 
 
+def umask():
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, data, mode="w"):
-    """Write ``data`` (str or bytes) to ``path`` via a temp file in the same folder + rename."""
+    """Write ``data`` (str or bytes) to ``path`` via a temp file in the same folder + rename.
+    The file gets the permissions ``open()`` would give it (0644 under umask 022), not the
+    temp file's 0600: a shared checkpoint or export must be readable by its reader."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
+    os.fchmod(fd, 0o666 & ~umask())
     try:
         with os.fdopen(fd, mode) as f:
             f.write(data)

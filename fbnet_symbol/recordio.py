@@ -20,22 +20,53 @@ RECORD_MAGIC = 0xCED7230A
 LENGTH_MASK = (1 << 29) - 1
 
 
+THETA_EVERY = 5  # one image in five of each class goes to the theta split (80/20)
+
+
+def theta_images(labels, keys):
+    """The theta split of a file read in place (``--data-dir``): the 2nd, 7th, 12th...
+    image of each class, by key (a class with one image keeps it for the weights). By
+    image, not by class: the weights and theta share one classifier, so theta's
+    cross-entropy needs images of classes the weights learn. Returns a boolean mask."""
+    order = np.lexsort((keys, labels))  # by class, then key
+    classes = labels[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(classes)) + 1]
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return rank % THETA_EVERY == 1
+
+
 @dataclass
 class RecordInfo:
+    """A checked flat file (every record an image), or a split of it read in place."""
     rec: str
     idx: str
     num_records: int
     labels: np.ndarray
-    offsets: np.ndarray = None  # byte offset of each record, in file order
+    offsets: np.ndarray = None  # byte offset of each image, in file order
     layout: str = "flat"
+    keys: np.ndarray = None     # record numbers of these images (None: 0, 1, 2, ...)
+    classes: int = None         # classes of the whole file (a split may miss some)
+    image_size: tuple = None    # (H, W) of the decoded sample, if its images all agree
 
     @property
     def num_classes(self):
+        if self.classes is not None:
+            return self.classes
         return int(self.labels.max()) + 1 if len(self.labels) else 0
 
     def image_records(self):
-        """(keys, byte offsets) of the images, for the reader: every record is one."""
-        return np.arange(self.num_records), self.offsets
+        """(keys, byte offsets) of the images, for the reader."""
+        keys = np.arange(self.num_records) if self.keys is None else self.keys
+        return keys, self.offsets
+
+    def split(self):
+        """(weight split, theta split) by image inside each class (:func:`theta_images`)."""
+        keys = self.image_records()[0]
+        theta = theta_images(self.labels, keys)
+        return tuple(RecordInfo(self.rec, self.idx, int(m.sum()), self.labels[m],
+                                self.offsets[m], self.layout, keys[m], self.num_classes,
+                                self.image_size) for m in (~theta, theta))
 
 
 def idx_path(rec):
@@ -108,6 +139,7 @@ def check_recordio(rec, idx=None, decode_samples=16, what="data", offsets=None):
     size = os.path.getsize(rec)
     labels = np.empty(len(offsets), dtype=np.float64)
     sample = set(np.linspace(0, len(offsets) - 1, min(decode_samples, len(offsets))).astype(int))
+    sizes = set()
     with open(rec, "rb") as f:
         for i, off in enumerate(offsets):
             if off < 0 or off >= size:
@@ -122,12 +154,14 @@ def check_recordio(rec, idx=None, decode_samples=16, what="data", offsets=None):
                 if img is None:
                     raise FBNetError("%s: record %d (byte %d) is not a decodable image; "
                                      "re-pack the data" % (rec, i, off))
+                sizes.add(img.shape[:2])
     if not np.all(np.isfinite(labels)) or (labels < 0).any() or \
             not np.all(labels == np.round(labels)):
         raise FBNetError("%s has labels that are not non-negative integers; labels must be "
                          "class indices 0..C-1" % rec)
     return RecordInfo(rec, idx, len(offsets), labels.astype(np.int64),
-                      np.asarray(offsets, np.int64))
+                      np.asarray(offsets, np.int64),
+                      image_size=sizes.pop() if len(sizes) == 1 else None)
 
 
 def read_record(fd, offset, size, rec, key):

@@ -71,17 +71,18 @@ class RunEnv:
         data = {"train": check_data(s.train_rec, what="--train-rec")}
         if os.path.abspath(s.theta_rec) != os.path.abspath(s.train_rec):
             data["theta"] = check_data(s.theta_rec, what="--theta-rec")
-        elif data["train"].layout == "flat":
+        elif data["train"].layout == "flat" and not s.data_dir:
             raise FBNetError("--train-rec and --theta-rec are the same flat file %s; split it "
                              "with python -m fbnet_symbol.data split %s --out-a train --out-b "
                              "theta" % (s.train_rec, s.train_rec))
         elif s.fixed:  # nothing trains theta: the weights get every image
             data["theta"] = data["train"]
-        else:  # InsightFace's layout: theta split off by image, the file read in place
+        else:  # --data-dir (either layout): theta split off by image, the file read in place
             data["train"], data["theta"] = data["train"].split()
-            logger.info("%s: %d identities; weight split %d images, theta split %d (every "
-                        "5th image of each identity)", s.train_rec, data["train"].num_classes,
-                        data["train"].num_records, data["theta"].num_records)
+            logger.info("%s (%s): %d classes; weight split %d images, theta split %d (every "
+                        "5th image of each class)", s.train_rec, data["train"].layout,
+                        data["train"].num_classes, data["train"].num_records,
+                        data["theta"].num_records)
         # validation runs on rank 0 only: the other workers need no copy of --val-rec
         if s.val_rec and self.writer:
             data["val"] = check_data(s.val_rec, what="--val-rec")

@@ -14,8 +14,8 @@ from .evaluation import top1_evaluation, verification_evaluation
 from .run_env import RunEnv
 from .search_task import SearchTask
 from .settings import Settings, resolve
-from .train_task import TrainTask
 from .threads import choose_threads, use_threads
+from .train_task import TrainTask
 from .trainer import StopRequested, Trainer  # noqa: F401 (StopRequested: part of the API)
 
 SearchConfig = Settings  # the name this API had first

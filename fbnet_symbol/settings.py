@@ -261,12 +261,24 @@ def _with_data_dir(s):
 
 
 def _property_shape(s):
-    """(3, H, W) of ``--data-dir``'s property file, the size its faces were cut at."""
+    """(3, H, W) of ``--data-dir``'s property file, the size its faces were cut at; without
+    one, the size of its images (InsightFace's are all cut at one size)."""
     if not s.data_dir:
         return None
-    from .faces import read_property
+    import logging
+    import os
+
+    from .faces import first_image_size, read_property
     found = read_property(s.data_dir)
-    return (3, found[1], found[2]) if found else None
+    if found:
+        return (3, found[1], found[2])
+    size = first_image_size(os.path.join(s.data_dir, "train.rec"))
+    if size:
+        logging.getLogger(__name__).warning(
+            "--data-dir %s has no property file: training at its images' size %dx%d (give "
+            "--image-shape to change it)", s.data_dir, size[0], size[1])
+        return (3,) + tuple(size)
+    return None
 
 
 # ---------------------------------------------------------------- the command line

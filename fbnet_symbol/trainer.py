@@ -29,7 +29,7 @@ from .fileio import atomic_write_json
 from .network import LABEL_NAME, freeze_batchnorm
 from .run_state import RunState
 from .threads import omp_threads
-from .util import make_scheduler
+from .util import make_scheduler, open_log_files
 
 logger = logging.getLogger(__name__)
 
@@ -210,25 +210,28 @@ class Trainer:
     def run(self, stop_after_steps=None):
         """Train; returns the task's summary. ``stop_after_steps`` simulates a kill (tests)."""
         s, env, task, state = self.settings, self.env, self.task, self.state
+        self.bind()
+        if s.load_model_path:
+            self.state.resume(s.load_model_path, self.master, self.modules,
+                              (s.resume_view(), env.num_workers, task.check_resume),
+                              env.rank if env.cluster.distributed else None)
+        open_log_files()  # bound and resumed: from here the run writes (a refused start did not)
         if env.writer:
             os.makedirs(env.out, exist_ok=True)
             atomic_write_json(os.path.join(env.out, "args.json"), dict(
                 s.to_dict(), num_classes=env.num_classes, num_workers=env.num_workers,
                 omp_threads=omp_threads()))
             task.start()
-        self.bind()
-        if s.load_model_path:
-            self.state.resume(s.load_model_path, self.master, self.modules,
-                              (s.resume_view(), env.num_workers, task.check_resume),
-                              env.rank if env.cluster.distributed else None)
         self._check_workers_agree("at the start")
         self._stop_at = None if stop_after_steps is None else state.global_step + stop_after_steps
+        splits = list(dict.fromkeys(task.split(stage) for stage in task.stages(s.epochs - 1)))
         logger.info("%s %s/%s at %s on %s (%d threads): %d classes, batch %d, %d epochs "
-                    "(%d warm-up), %d weight / %d theta images", task.describe(), s.space,
+                    "(%d warm-up), %s images", task.describe(), s.space,
                     s.preset, "x".join(map(str, env.image_shape)),
                     ",".join(map(str, env.contexts)), omp_threads(),
                     env.num_classes, s.batch_size, s.epochs, s.warmup_epochs,
-                    env.data["train"].num_records, env.data["theta"].num_records)
+                    " / ".join("%d %s" % (env.data[split].num_records, split)
+                               for split in splits))
         start_epoch, start_stage, start_batch = state.position
         for epoch in range(start_epoch, s.epochs):
             record = dict(epoch=epoch, **task.epoch_start_record(epoch))

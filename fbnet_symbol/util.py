@@ -127,7 +127,10 @@ def step_rng(seed, step, stream=0):
 
 
 def setup_logging(log_file=None, level=logging.INFO):
-    """Console (and optional file) logging for entry scripts; the library only uses loggers."""
+    """Console (and optional file) logging for entry scripts; the library only uses loggers.
+    The file is only created when a run starts training (:func:`open_log_files`, called by
+    the trainer): a run refused at its checks leaves nothing on disk; the records logged
+    until then are kept and written first."""
     root = logging.getLogger()
     root.setLevel(level)
     for h in list(root.handlers):
@@ -140,9 +143,43 @@ def setup_logging(log_file=None, level=logging.INFO):
         add_log_file(log_file)
 
 
+class _PendingFileHandler(logging.Handler):
+    """Keeps records in memory until :meth:`open`, then appends them and every later one
+    to ``path`` (its folder created then)."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path, self.pending, self.file = path, [], None
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+
+    def open(self):
+        if self.file is None:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self.file = logging.FileHandler(self.path, mode="a", encoding="utf-8")
+            self.file.setFormatter(self.formatter)
+            for record in self.pending:
+                self.file.emit(record)
+            self.pending = []
+
+    def emit(self, record):
+        if self.file is None:
+            self.pending.append(record)
+        else:
+            self.file.emit(record)
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+        super().close()
+
+
 def add_log_file(log_file):
-    """Also append every log record to ``log_file`` (its folder is created)."""
-    os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-    fh = logging.FileHandler(log_file, mode="a", encoding="utf-8")
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger().addHandler(fh)
+    """Also log every record to ``log_file``, from when :func:`open_log_files` is called."""
+    logging.getLogger().addHandler(_PendingFileHandler(log_file))
+
+
+def open_log_files():
+    """The run passed its checks: create the log files and write what was logged so far."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _PendingFileHandler):
+            handler.open()

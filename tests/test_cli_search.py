@@ -37,7 +37,9 @@ def test_seed_command_line_on_two_cpu_contexts(tiny_data, tmp_path, head):
     arch = json.loads((out / "arch.json").read_text())
     assert arch["head"]["type"] == head and len(arch["blocks"]) == 22
     assert (out / "theta-result" / "epoch_1_theta.txt").is_file()
-    assert (out / "search.log").is_file() and json.loads((out / "args.json").read_text())
+    log = (out / "search.log").read_text()
+    assert json.loads((out / "args.json").read_text()) and "24 train / 16 theta images" in log
+    assert "arguments:" in log  # logged before the checks, written once the run started
 
 
 def read_theta(path):
@@ -88,6 +90,7 @@ def test_bad_input_one_line_no_traceback(tiny_data, tmp_path, extra, fragment):
     assert fragment in res.stderr and "Traceback" not in res.stderr
     errors = [l for l in res.stderr.splitlines() if l.startswith("error: ")]
     assert len(errors) == 1 and "usage:" not in res.stderr
+    assert not (tmp_path / "m").exists()  # a refused start leaves no output folder
 
 
 def test_train_fixed_architecture_on_two_cpu_contexts(tiny_data, tmp_path):
@@ -103,5 +106,12 @@ def test_train_fixed_architecture_on_two_cpu_contexts(tiny_data, tmp_path):
     assert (out / "model-symbol.json").is_file() and (out / "model-0002.params").is_file()
     hist = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in hist] == [0, 1] and all("val_acc" in h for h in hist)
+    log = (out / "search.log").read_text()
+    assert "24 train images" in log and "theta images" not in log  # no theta split trained
+    # every file of the export is readable as the .params MXNet writes (not mkstemp's 0600)
+    mode = os.stat(out / "model-0002.params").st_mode & 0o777
+    for name in ("model-symbol.json", "model-input.json", "arch.json", "args.json",
+                 "history.json"):
+        assert os.stat(out / name).st_mode & 0o777 == mode, name
     bad = run_test_py("--arch", '{"space": "fbnet", "blocks": ["skip"]}', *args)
     assert bad.returncode == 2 and "1 blocks given" in bad.stderr and "Traceback" not in bad.stderr

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, synthetic_lut
 
 
 def _faces(ids=5, per=4, size=16, seed=0):
@@ -78,7 +78,7 @@ def _write(tmp_path, records):
     ("past", "points to identity record 5, which"),
     ("empty", "identity record 4 has an empty range [2, 2)"),
     ("reversed", "identity record 4 has an invalid range [2, 1)"),
-    ("property", "says 7 classes but"),
+    ("property", "says 1 classes but"),  # fewer than its identities (more: sparse ids)
     ("undecodable", "record 1 is not a decodable image"),
 ])
 def test_bad_identity_indexed_files_get_one_line(tmp_path, case, message):
@@ -93,7 +93,7 @@ def test_bad_identity_indexed_files_get_one_line(tmp_path, case, message):
     rec = _write(tmp_path, images + [(3, spans[0], b""), (4, spans[1], b""),
                                      (0, [3.0, float(end)], b"")])
     if case == "property":
-        (tmp_path / "property").write_text("7,112,112\n")
+        (tmp_path / "property").write_text("1,8,8\n")
     res = subprocess.run([sys.executable, "-m", "fbnet_symbol.data", "check", rec], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2, res.stderr
@@ -213,3 +213,150 @@ def test_train_export_and_verify_a_face_model_from_the_command_line(face_dir, tm
     res = run("--data-dir", face_dir["dir"], "--verify", "missing.bin", "--save-model-path",
               str(tmp_path / "x"))
     assert res.returncode == 2 and "missing.bin does not exist" in res.stderr
+
+
+def _insightface_folder(folder, faces, ids=True, size=16):
+    """InsightFace's train.rec/.idx + property, written with mx.recordio as its tools do:
+    images first (label [class, 0]), then identity records, the header (key 0) last.
+    ``ids``: record ids equal to the keys (False: left 0, as some writers do)."""
+    import mxnet as mx
+    os.makedirs(folder, exist_ok=True)
+    w = mx.recordio.MXIndexedRecordIO(os.path.join(folder, "train.idx"),
+                                      os.path.join(folder, "train.rec"), "w")
+    key, spans = 1, []
+    for label, images in enumerate(faces):
+        start = key
+        for img in images:
+            w.write_idx(key, mx.recordio.pack_img(
+                mx.recordio.IRHeader(0, [float(label), 0.0], key if ids else 0, 0), img,
+                quality=95, img_fmt=".jpg"))
+            key += 1
+        spans.append((start, key))
+    first = key
+    for n, span in enumerate(spans):
+        w.write_idx(first + n, mx.recordio.pack(
+            mx.recordio.IRHeader(0, list(map(float, span)), first + n if ids else 0, 0), b""))
+    w.write_idx(0, mx.recordio.pack(
+        mx.recordio.IRHeader(0, [float(first), float(first + len(spans))], 0, 0), b""))
+    w.close()
+    with open(os.path.join(folder, "property"), "w") as f:
+        f.write("%d,%d,%d\n" % (len(faces), size, size))
+    return os.path.join(folder, "train.rec")
+
+
+@pytest.mark.parametrize("ids", [True, False])
+def test_a_lost_index_is_rebuilt_with_insightfaces_keys(tmp_path, ids):
+    """Case 1: `data index` keys by the record ids (or, where they repeat, finds the header),
+    so the identity layout survives; then `data check` reads it."""
+    from fbnet_symbol.data import build_index, check_data
+    rec = _insightface_folder(str(tmp_path / "d"), _faces(4, 3), ids=ids)
+    original = check_data(rec)
+    os.remove(tmp_path / "d" / "train.idx")
+    assert build_index(rec) == 12 + 4 + 1
+    again = check_data(rec)
+    assert again.layout == original.layout == "identity-indexed"
+    assert again.num_records == 12 and again.num_classes == 4
+    assert list(again.image_keys) == list(original.image_keys)
+    res = subprocess.run([sys.executable, "-m", "fbnet_symbol.data", "check", rec], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "identity-indexed layout, 12 images, 4 classes" in res.stdout
+
+
+def test_an_index_filtered_to_the_images_reads_as_a_flat_file(tmp_path):
+    """Case 2: an .idx holding only the image keys (a common workaround) is a flat file whose
+    labels are each record's label[0]; the reader trains on it."""
+    from fbnet_symbol.data import check_data, data_iter
+    rec = _insightface_folder(str(tmp_path / "d"), _faces(3, 4))
+    lines = open(tmp_path / "d" / "train.idx").read().splitlines()
+    with open(tmp_path / "d" / "train.idx", "w") as f:
+        f.write("".join(l + "\n" for l in lines if 1 <= int(l.split()[0]) <= 12))
+    info = check_data(rec)
+    assert (info.layout, info.num_records, info.num_classes) == ("flat", 12, 3)
+    labels = np.concatenate([b.label[0].asnumpy()[:4 - b.pad]
+                             for b in data_iter(info, (3, 16, 16), 4, shuffle=False)])
+    assert list(labels) == [0] * 4 + [1] * 4 + [2] * 4
+
+
+def test_data_dir_reads_a_flat_folder(tmp_path):
+    """Case 3: --data-dir on a flat train.rec (im2rec, PyTorch-era InsightFace folders):
+    theta is split off by image inside each class, as for the identity-indexed layout."""
+    import mxnet as mx
+    from fbnet_symbol.search import SearchConfig, SearchRun
+    os.makedirs(tmp_path / "flat")
+    w = mx.recordio.MXIndexedRecordIO(str(tmp_path / "flat" / "train.idx"),
+                                      str(tmp_path / "flat" / "train.rec"), "w")
+    images = [(c, img) for c, f in enumerate(_faces(3, 5, size=8)) for img in f]
+    for key, (label, img) in enumerate(images):  # im2rec's way: key = id, from 0
+        w.write_idx(key, mx.recordio.pack_img(mx.recordio.IRHeader(0, [float(label), 0.0],
+                                                                   key, 0), img, img_fmt=".jpg"))
+    w.close()
+    run = SearchRun(SearchConfig(data_dir=str(tmp_path / "flat"), image_shape=(3, 8, 8),
+                                 width_mult=0.25, batch_size=4, epochs=1, warmup_epochs=0,
+                                 lut=synthetic_lut(tmp_path / "lut.json"),
+                                 save_model_path=str(tmp_path / "m"), progress=False,
+                                 log_frequence=0))
+    train, theta = run.env.data["train"], run.env.data["theta"]
+    assert (train.num_records, theta.num_records) == (12, 3)  # the 2nd image of each class
+    assert sorted(theta.labels) == [0, 1, 2] and train.num_classes == theta.num_classes == 3
+    assert not set(theta.image_records()[0]) & set(train.image_records()[0])
+    assert run.run()["epochs"] == 1
+
+
+@pytest.mark.parametrize("prop,error", [
+    (None, None),                       # case 4: no property: the images' own size
+    ("4,16,16", None),
+    ("4,12,12", "says the images are 12x12 but .* are 16x16; fix its first line \\(4,16,16\\)"),
+    ("3,16,16", "says 3 classes but .* has 4 identities; write at least 4"),
+])
+def test_property_is_checked_against_the_images(tmp_path, prop, error):
+    from fbnet_symbol.data import check_data
+    from fbnet_symbol.errors import FBNetError
+    from fbnet_symbol.settings import Settings, resolve
+    folder = tmp_path / "d"
+    rec = _insightface_folder(str(folder), _faces(4, 3, size=16))
+    if prop is None:
+        os.remove(folder / "property")
+    else:
+        (folder / "property").write_text(prop + "\n")
+    if error:
+        with pytest.raises(FBNetError, match=error):
+            check_data(rec)
+        return
+    info = check_data(rec)
+    assert info.image_size == (16, 16) and info.num_classes == 4
+    # the input size defaults to the images' (property's, or without one, the images')
+    assert resolve(Settings(data_dir=str(folder))).image_shape == (3, 16, 16)
+
+
+def test_sparse_class_ids_train_with_propertys_count(tmp_path):
+    """Case 5: ids 0, 2, 4, 6 (filtered sets) with property = highest id + 1 = 7, as
+    InsightFace trains them; a property of 4 is caught at check time with the right advice."""
+    import mxnet as mx
+    from fbnet_symbol.data import check_data, describe
+    from fbnet_symbol.errors import FBNetError
+    from fbnet_symbol.search import SearchConfig, SearchRun
+    folder = tmp_path / "d"
+    rec = _insightface_folder(str(folder), _faces(4, 5, size=8), size=8)
+    reader = mx.recordio.MXIndexedRecordIO(str(folder / "train.idx"), rec, "r")
+    w = mx.recordio.MXIndexedRecordIO(str(tmp_path / "s.idx"), str(tmp_path / "s.rec"), "w")
+    for key in sorted(reader.keys):  # the same file with every class id doubled
+        header, payload = mx.recordio.unpack(reader.read_idx(key))
+        if 1 <= key <= 20:
+            header = header._replace(label=[2 * header.label[0], 0.0])
+        w.write_idx(key, mx.recordio.pack(header, payload))
+    w.close()
+    for ext in (".rec", ".idx"):
+        os.replace(tmp_path / ("s" + ext), folder / ("train" + ext))
+    (folder / "property").write_text("4,8,8\n")
+    with pytest.raises(FBNetError, match="class 6, outside the 4 classes .*write 7 "):
+        check_data(rec)
+    (folder / "property").write_text("7,8,8\n")
+    info = check_data(rec)
+    assert (info.identities, info.num_classes, info.class_ids) == (4, 7, (0, 6))
+    assert "7 classes (4 identity records), class ids 0..6" in describe(info)
+    run = SearchRun(SearchConfig(data_dir=str(folder), width_mult=0.25, batch_size=4,
+                                 epochs=1, warmup_epochs=0,
+                                 lut=synthetic_lut(tmp_path / "lut.json"),
+                                 save_model_path=str(tmp_path / "m"), progress=False,
+                                 log_frequence=0))
+    assert run.env.num_classes == 7 and run.run()["epochs"] == 1

@@ -42,7 +42,7 @@ def test_same_pixels_as_image_record_iter_for_both_layouts(both_layouts, cache_b
             for a, b in zip(ours, theirs):
                 assert np.array_equal(a.label[0].asnumpy(), b.label[0].asnumpy())
                 diff = np.abs(a.data[0].asnumpy() - b.data[0].asnumpy())
-                tol = 1e-6 if shape[1] == 16 else 2.0 / 127.5  # resize kernels may round apart
+                tol = 1e-6 if shape[1] == 16 else 2.0 / 127.5  # cubic kernels may round apart
                 assert diff.max() <= tol, (info.layout, shape, diff.max())
 
 
@@ -136,3 +136,24 @@ def test_the_loops_never_create_an_image_record_iter(tiny_data, tmp_path, monkey
         warmup_epochs=1, save_model_path=str(tmp_path / "m"), progress=False,
         log_frequence=0, gpu="cpu")).run()
     assert summary["val_acc"] is not None
+
+
+def test_images_are_resized_as_insightface_resizes_them():
+    """Bicubic, as mx.image.resize_short(..., interp=2) in InsightFace's iterator and .bin
+    loader (not bilinear); non-square images: shorter side, then a centre crop."""
+    import cv2
+    import mxnet as mx
+
+    from fbnet_symbol.reader import decode_image
+    rng = np.random.RandomState(0)
+    for h, w in [(112, 112), (120, 96)]:
+        img = cv2.GaussianBlur(rng.randint(0, 255, (h, w, 3)).astype(np.uint8), (5, 5), 2)
+        payload = cv2.imencode(".png", img)[1].tobytes()
+        ours = decode_image(payload, 32, 32)
+        theirs = mx.image.resize_short(mx.image.imdecode(payload), 32, interp=2)
+        theirs = mx.image.center_crop(theirs, (32, 32))[0].asnumpy()
+        assert ours.shape == theirs.shape == (32, 32, 3)
+        assert np.abs(ours.astype(int) - theirs).max() <= 1, (h, w)
+        bilinear = cv2.resize(img, (32, 32), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+        if (h, w) == (112, 112):
+            assert np.abs(ours.astype(int) - bilinear).max() > 1  # the kernels differ

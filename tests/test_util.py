@@ -83,3 +83,44 @@ def test_a_run_records_its_thread_count(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=dict(env, MXNET_OMP_MAX_THREADS="3"),
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["3"], out.stderr[-500:]
+
+
+def test_an_error_gets_a_line_of_its_own_after_a_progress_bar(capsys):
+    import sys
+
+    from tqdm import tqdm
+
+    from fbnet_symbol.cli import run
+    from fbnet_symbol.errors import FBNetError
+
+    def main(argv):
+        for i in tqdm(range(10), file=sys.stderr, leave=False, mininterval=0):
+            if i == 3:
+                raise FBNetError("record 3 does not decode")
+
+    with pytest.raises(SystemExit) as stop:
+        run(main, [])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "3/10" in err  # the bar was drawn, then cleared before the error line
+    assert err.split("\r")[-1].lstrip("\n").startswith("error: record 3 does not decode")
+
+
+def test_files_written_atomically_get_the_permissions_open_would_give():
+    """Not mkstemp's 0600: an exported model shared with a colleague must be readable."""
+    import stat
+    import tempfile
+
+    from fbnet_symbol.fileio import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model-symbol.json")
+            atomic_write(path, "{}")
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+            os.umask(0o027)
+            atomic_write(path, "{}")
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    finally:
+        os.umask(old)

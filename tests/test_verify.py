@@ -140,3 +140,26 @@ def test_a_shipped_model_and_its_fc1_export_score_the_same(tmp_path):
         scores.append(json.loads(res.stdout)["pairs"])
     assert scores[0]["pairs"] == 20 and 0 <= scores[0]["acc"] <= 1
     assert scores[0]["acc"] == pytest.approx(scores[1]["acc"])
+
+
+def test_pairs_below_the_threshold_grid_are_not_called_collapsed():
+    """Distances all under 0.01 read 0.5 in the 10-fold protocol; they are a collapse only
+    if they do not separate the pairs either."""
+    from fbnet_symbol.verify import format_result, score
+    rng = np.random.RandomState(0)
+    pairs, issame, rows = 100, [], []
+    for i in range(pairs):
+        same = i % 2 == 0
+        base = np.r_[1.0, np.zeros(7)]
+        step = rng.normal(size=8) * (0.01 if same else 0.05) / np.sqrt(8)
+        rows += [base, base + step]
+        issame.append(same)
+    emb = np.array(rows)
+    r = score(emb, emb, issame)
+    assert r["acc"] == pytest.approx(0.5) and r["tar_at_far"] > 0.9
+    assert not r["collapsed"] and r["below_threshold_grid"]
+    assert "TAR shows the pairs separate" in format_result("tiny", r)
+    flat = np.tile(np.r_[1.0, np.zeros(7)], (2 * pairs, 1))  # every embedding the same
+    r = score(flat, flat, issame)
+    assert r["collapsed"] and not r["below_threshold_grid"]
+    assert "have collapsed" in format_result("flat", r)
