@@ -23,7 +23,7 @@ files: :mod:`fbnet_symbol.face_files`.
 """
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -143,9 +143,7 @@ class FaceRecords:
         return self.image_keys, self._image_offsets
 
     def subset(self, mask):
-        return FaceRecords(self.rec, self.idx, self.offsets, self.image_keys[mask],
-                           self.labels[mask], self.identities, self.classes, self.class_ids,
-                           self.image_size, self.property_file)
+        return replace(self, image_keys=self.image_keys[mask], labels=self.labels[mask])
 
     def split(self):
         """(weight split, theta split): by image inside each identity (module docstring)."""

@@ -7,7 +7,7 @@ one-line :class:`~fbnet_symbol.errors.FBNetError` naming the file, the record an
 """
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -64,9 +64,9 @@ class RecordInfo:
         """(weight split, theta split) by image inside each class (:func:`theta_images`)."""
         keys = self.image_records()[0]
         theta = theta_images(self.labels, keys)
-        return tuple(RecordInfo(self.rec, self.idx, int(m.sum()), self.labels[m],
-                                self.offsets[m], self.layout, keys[m], self.num_classes,
-                                self.image_size) for m in (~theta, theta))
+        return tuple(replace(self, num_records=int(m.sum()), labels=self.labels[m],
+                             offsets=self.offsets[m], keys=keys[m], classes=self.num_classes)
+                     for m in (~theta, theta))
 
 
 def idx_path(rec):
