@@ -15,29 +15,29 @@ import sys
 
 from fbnet_symbol.cli import ArgumentParser, run
 from fbnet_symbol.errors import FBNetError
-from fbnet_symbol.heads import HEAD_DEFAULTS, HeadConfig
-from fbnet_symbol.search_space import PRESETS, SPACES, decode_space, parse_image_shape
-from fbnet_symbol.threads import choose_threads, parse_threads, use_threads
+from fbnet_symbol.settings import add_settings
+from fbnet_symbol.space.heads import HeadConfig
+from fbnet_symbol.space.spaces import decode_space
+from fbnet_symbol.threads import choose_threads, use_threads
 
 logger = logging.getLogger("block_speed_test")
 
 
 def parse_args(argv):
     p = ArgumentParser(description=__doc__.split("\n")[0])
-    m = p.add_argument_group("measure")
-    m.add_argument("--space", choices=sorted(SPACES), default="fbnet")
-    m.add_argument("--preset", choices=sorted(PRESETS), default="seed")
-    m.add_argument("--image-shape", help="C,H,W (default: the preset's)")
-    m.add_argument("--width-mult", type=float, default=1.0)
-    m.add_argument("--gpu", "--gpus", dest="gpu",
-                   help="one device: a GPU number, or cpu (default: GPU 0 if any, else CPU)")
-    m.add_argument("--batch-size", type=int, default=1, help="default: 1, as the seed")
+    # the network and device flags are test.py's own (one definition: fbnet_symbol.settings)
+    m = add_settings(p, ["space", "preset", "image_shape", "width_mult", "gpu", "lut_batch_size",
+                         "model_type", "feature_dim", "seed", "threads"], title="measure",
+                     preset="search", flags={"lut_batch_size": ("--batch-size",)},
+                     helps={"gpu": "one device: a GPU number, or cpu (default: GPU 0 if any, "
+                                   "else the CPU)",
+                            "lut_batch_size": "batch size of the timed blocks (the seed's: 1)",
+                            "model_type": "head timed as a fixed part",
+                            "seed": "--validate: seed of the random architectures",
+                            "threads": "CPU threads of MXNet's operators: a number, or auto: "
+                                       "for --validate the table's own count, else as test.py"})
     m.add_argument("--num-classes", type=int, default=1000,
                    help="classes of the head timed as a fixed part (default: 1000)")
-    m.add_argument("--model-type", choices=sorted(HEAD_DEFAULTS), default="softmax",
-                   help="head timed as a fixed part (default: softmax)")
-    m.add_argument("--feature-dim", type=int,
-                   help="embedding size (default: the preset's; 0: none)")
     m.add_argument("--output", default="speed.txt",
                    help="the .txt table; its .json twin gets the same stem (default speed.txt)")
     v = p.add_argument_group("validate")
@@ -46,22 +46,17 @@ def parse_args(argv):
     v.add_argument("--num-archs", type=int, default=10,
                    help="random architectures to time (FBNet-A/B/C are added where the "
                         "table covers them; default 10)")
-    v.add_argument("--seed", type=int, default=0, help="seed of the random architectures")
     v.add_argument("--arch", action="append",
                    help="time this architecture (JSON or shipped name) instead of random "
                         "ones; repeatable")
     v.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--threads", type=parse_threads, default="auto",
-                   help="CPU threads of MXNet's operators: a number, or auto: for --validate "
-                        "the table's own count, else as test.py (MXNET_OMP_MAX_THREADS if "
-                        "set, else one per core)")
     p.add_argument("--quick", action="store_true",
                    help="few repeats: a rough table in seconds (for tests and smoke runs)")
     return p.parse_args(argv)
 
 
 def single_device(spec):
-    from fbnet_symbol.devices import parse_devices
+    from fbnet_symbol.dist.devices import parse_devices
     contexts = parse_devices(spec)
     if len(contexts) != 1:
         raise FBNetError("latency is measured on one device; give one, e.g. --gpu 0 or --gpu cpu")
@@ -69,19 +64,19 @@ def single_device(spec):
 
 
 def measure(args, policy):
-    from fbnet_symbol.latency_measure import measure_table
+    from fbnet_symbol.latency.measure import measure_table
 
-    if args.batch_size < 1:
+    if args.lut_batch_size < 1:
         raise FBNetError("--batch-size must be at least 1")
-    shape = parse_image_shape(args.image_shape) if args.image_shape else None
+    shape = args.image_shape
     layout = decode_space(args.space, args.preset, shape, args.width_mult)
     ctx = single_device(args.gpu)
     entries = sum(len(l.candidates) for l in layout.layers)
     logger.info("measuring %s/%s at %s, batch %d, on %s: %d layers, %d entries",
                 layout.space.name, layout.preset.name,
-                "x".join(map(str, layout.image_shape)), args.batch_size, ctx,
+                "x".join(map(str, layout.image_shape)), args.lut_batch_size, ctx,
                 layout.num_layers, entries)
-    table = measure_table(layout, ctx, args.batch_size, args.num_classes,
+    table = measure_table(layout, ctx, args.lut_batch_size, args.num_classes,
                           HeadConfig(type=args.model_type), args.feature_dim, policy)
     txt, js = table.save(args.output)
     print("wrote %s and %s (%d unique blocks timed in %.0f s; per-call overhead %.3f ms)"
@@ -91,22 +86,22 @@ def measure(args, policy):
 
 
 def validate(args, policy):
-    from fbnet_symbol.latency import load_table
-    from fbnet_symbol.latency_validate import table_layout, validate_table, write_report
+    from fbnet_symbol.latency.table import load_table
+    from fbnet_symbol.latency.validate import table_layout, validate_table, write_report
 
     table = load_table(args.validate)
     if not table.meta:
         raise FBNetError("%s has no metadata; validation needs the .json twin written by "
                          "block_speed_test.py" % args.validate)
     table.check(table_layout(table))
-    from fbnet_symbol.devices import context_from_string
+    from fbnet_symbol.dist.devices import context_from_string
     ctx = (single_device(args.gpu) if args.gpu is not None
            else context_from_string(table.meta["device"]))
     if str(ctx) != table.meta["device"]:
         logger.warning("table measured on %s, validating on %s", table.meta["device"], ctx)
     archs = None
     if args.arch:
-        from fbnet_symbol.architecture import load_architecture
+        from fbnet_symbol.space.architecture import load_architecture
         archs = [load_architecture(a, expect_space=table.meta["space"]) for a in args.arch]
     summary = validate_table(table, ctx, args.num_archs, args.seed, policy,
                              progress=not args.json, archs=archs)
@@ -144,7 +139,7 @@ def _threads(args):
     """(count, why): a table is validated with the threads it was measured with, unless
     --threads says otherwise."""
     if args.validate and args.threads == "auto":
-        from fbnet_symbol.latency import load_table
+        from fbnet_symbol.latency.table import load_table
         measured_with = load_table(args.validate).meta.get("omp_threads")
         if measured_with:
             return measured_with, "the table's"
@@ -156,7 +151,7 @@ def main(argv=None):
     threads, why = _threads(args)
     threads = use_threads(threads)  # before MXNet loads
     logger.info("MXNet operators run %d threads (%s)", threads, why)
-    from fbnet_symbol.timing import QUICK, TimingPolicy
+    from fbnet_symbol.latency.timing import QUICK, TimingPolicy
     policy = QUICK if args.quick else TimingPolicy()
     if args.validate:
         if args.num_archs < 2 and not args.arch:

@@ -8,7 +8,7 @@ See README.md ("Several machines") and ``python launch.py --help``.
 import sys
 
 from fbnet_symbol.cli import run
-from fbnet_symbol.launch import main
+from fbnet_symbol.dist.launch import main
 
 if __name__ == "__main__":
     run(main, sys.argv[1:])

@@ -9,7 +9,7 @@ softmax(theta) per layer) or N distinct samples from P_theta, each with its pred
 latency (from the search's latency table), multiply-adds, parameters and probability;
 one architecture JSON per network in --output, a summary, and a PNG of P_theta.
 With --arch: a per-layer table of one architecture. Counts are read off the built
-symbol's inferred shapes (fbnet_symbol.profile).
+symbol's inferred shapes (fbnet_symbol.space.profile).
 """
 import json
 import logging
@@ -17,35 +17,37 @@ import os
 
 import numpy as np
 
-from fbnet_symbol.architecture import NAMED_ARCHITECTURES, load_architecture
 from fbnet_symbol.cli import ArgumentParser, format_count, run
 from fbnet_symbol.errors import FBNetError
-from fbnet_symbol.profile import profile_architecture
-from fbnet_symbol.search_space import PRESETS, SPACES, parse_image_shape
+from fbnet_symbol.settings import add_settings, search_default
+from fbnet_symbol.space.architecture import NAMED_ARCHITECTURES, load_architecture
+from fbnet_symbol.space.profile import profile_architecture
 
 logger = logging.getLogger("sample")
 
 
 def parse_args(argv):
     p = ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--arch",
-                   help="a shipped name (%s), an architecture .json file or a JSON string"
-                        % ", ".join(NAMED_ARCHITECTURES))
+    add_settings(p, ["arch", "load_model_path", "seed", "lut", "space", "preset", "image_shape",
+                     "width_mult"], title="source and network",
+                 defaults={"space": None, "preset": None, "width_mult": None},
+                 helps={"arch": "describe this architecture: a shipped name (%s), an "
+                                "architecture .json file or a JSON string"
+                                % ", ".join(NAMED_ARCHITECTURES),
+                        "load_model_path": "a search's folder or supernet .params",
+                        "seed": "seed of --mode sample",
+                        "lut": "latency table (default: the search's lut.json)",
+                        "space": "with a theta file outside a search folder: the search's "
+                                 "space (default: %s)" % search_default("space"),
+                        "preset": "build in this preset instead of the architecture's own",
+                        "image_shape": "C,H,W (default: the search's, else the preset's)",
+                        "width_mult": "override the width multiplier"})
     p.add_argument("--theta", help="a theta text file (theta-result/epoch_N_theta.txt)")
-    p.add_argument("--load-model-path", help="a search's folder or supernet .params")
     p.add_argument("--mode", choices=["argmax", "sample"], default="argmax")
     p.add_argument("--num", type=int, default=5, help="distinct samples (--mode sample)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lut", help="latency table (default: the search's lut.json)")
     p.add_argument("--output", help="folder for the architecture JSONs, summary and plot")
-    p.add_argument("--space", choices=sorted(SPACES),
-                   help="with a theta file outside a search folder: the search's space")
-    p.add_argument("--preset", choices=sorted(PRESETS),
-                   help="build in this preset instead of the architecture's own")
-    p.add_argument("--image-shape", help="C,H,W (default: the preset's)")
     p.add_argument("--num-classes", type=int,
                    help="default: the search's class count, else 1000")
-    p.add_argument("--width-mult", type=float, help="override the width multiplier")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     return p.parse_args(argv)
 
@@ -62,19 +64,20 @@ def main(argv=None):
 
 def sample_theta(args):
     from fbnet_symbol.checkpoint import find_checkpoint
-    from fbnet_symbol.latency import load_table
-    from fbnet_symbol.plots import plot_distribution
     from fbnet_symbol.fileio import atomic_write, atomic_write_json
-    from fbnet_symbol import sampling, theta as theta_
-    from fbnet_symbol.architecture import architecture_from_settings, layout_from_settings
+    from fbnet_symbol.latency.table import load_table
+    from fbnet_symbol.search import sampling
+    from fbnet_symbol.search import theta as theta_
+    from fbnet_symbol.search.plots import plot_distribution
+    from fbnet_symbol.space.architecture import architecture_from_settings, layout_from_settings
 
     if not args.output:
         raise FBNetError("give --output DIR for the architecture JSONs")
     source = args.theta or args.load_model_path
     cfg, lut_path = sampling.run_settings(source)
     if cfg is None:
-        cfg = {"space": args.space or "fbnet", "preset": args.preset or "seed",
-               "width_mult": args.width_mult or 1.0, "model_type": "softmax"}
+        cfg = {name: getattr(args, name, None) or search_default(name)
+               for name in ("space", "preset", "width_mult", "model_type")}
         logger.warning("no args.json of a search found near %s: assuming space %s, preset %s",
                        source, cfg["space"], cfg["preset"])
     else:
@@ -82,7 +85,7 @@ def sample_theta(args):
         if args.preset or args.space or args.width_mult:
             raise FBNetError("%s belongs to a search with its own settings (args.json); do not "
                              "pass --space/--preset/--width-mult" % source)
-    shape = parse_image_shape(args.image_shape) if args.image_shape else (
+    shape = args.image_shape or (
         tuple(cfg["image_shape"]) if cfg.get("image_shape") else None)
     if shape is None and (args.lut or lut_path):  # the table knows the search's input size
         shape = tuple(load_table(args.lut or lut_path).meta.get("image_shape") or ()) or None
@@ -144,7 +147,7 @@ def describe(args):
     if args.num_classes is None:
         args.num_classes = 1000
     arch = load_architecture(args.arch).overridden(args.preset, args.width_mult)
-    image_shape = parse_image_shape(args.image_shape) if args.image_shape else None
+    image_shape = args.image_shape
     if args.num_classes < 2:
         raise FBNetError("--num-classes must be at least 2")
     layout = arch.layout(image_shape)

@@ -30,8 +30,8 @@ def main(argv=None):
     settings = from_args(args)
     threads, why = choose_threads(settings.threads)
     threads = use_threads(threads)  # before MXNet loads
-    from fbnet_symbol.search import SearchRun
-    from fbnet_symbol.util import setup_logging
+    from fbnet_symbol.cli import setup_logging
+    from fbnet_symbol.search.run import SearchRun
 
     # under launch.py, rank 0 (known only once the kvstore is up) adds the log file itself
     setup_logging(None if os.environ.get("DMLC_ROLE") else

@@ -5,7 +5,7 @@
 
 Reader: images/s of a shuffled, mirrored pass (median of ``--rounds``, readers alternating) over the same synthetic faces stored both
 ways — InsightFace's identity-indexed layout and the flat one, each read by the package's
-reader (:class:`fbnet_symbol.reader.RecordReader`, every image decoded: no memory cache),
+reader (:class:`fbnet_symbol.data.reader.RecordReader`, every image decoded: no memory cache),
 and the flat one by MXNet's ``ImageRecordIter`` with as many decode threads — at 112x112
 and 32x32. Verification: seconds to decode, embed
 (images and flips) and score ``--pairs`` pairs with a random-weight network of
@@ -26,8 +26,8 @@ def reader_speed(faces, flat, shape, batch_size, threads, rounds):
     """Images/s of one shuffled, mirrored pass, decoding every image (no memory cache):
     the median of ``rounds`` passes of each reader, the readers taking turns."""
     import numpy as np
-    from fbnet_symbol.data import image_record_iter
-    from fbnet_symbol.reader import RecordReader
+    from fbnet_symbol.data.check import image_record_iter
+    from fbnet_symbol.data.reader import RecordReader
 
     makers = {
         "identity_indexed": lambda: RecordReader(faces, shape, batch_size, seed=1,
@@ -54,9 +54,9 @@ def reader_speed(faces, flat, shape, batch_size, threads, rounds):
 def verification_time(folder, images, num_pairs, arch_name, width, batch_size):
     import mxnet as mx
     import numpy as np
-    from fbnet_symbol.architecture import load_architecture
-    from fbnet_symbol.child import ChildNet
-    from fbnet_symbol.verify import Embedder, verify_model
+    from fbnet_symbol.space.architecture import load_architecture
+    from fbnet_symbol.space.child import ChildNet
+    from fbnet_symbol.faces.verify import Embedder, verify_model
 
     rng = np.random.RandomState(0)
     import cv2
@@ -93,10 +93,10 @@ def main(argv=None):
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    from fbnet_symbol.data import write_images
-    from fbnet_symbol.face_files import synthetic_faces, write_face_records
-    from fbnet_symbol.data import check_data
-    from fbnet_symbol.reader import default_decode_threads
+    from fbnet_symbol.data.files import write_images
+    from fbnet_symbol.faces.files import synthetic_faces, write_face_records
+    from fbnet_symbol.data.check import check_data
+    from fbnet_symbol.data.reader import default_decode_threads
     from fbnet_symbol.threads import omp_threads
 
     per = 20

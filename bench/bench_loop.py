@@ -37,7 +37,7 @@ def write_bench_data(folder, size, count, seed=0):
     import numpy as np
     from sklearn.datasets import load_digits
 
-    from fbnet_symbol.data import write_images
+    from fbnet_symbol.data.files import write_images
 
     digits = load_digits()
     rng = np.random.RandomState(seed)
@@ -52,7 +52,7 @@ def write_bench_data(folder, size, count, seed=0):
 
 def run_loop(args):
     """One epoch of the search on a real .rec; returns the trainer's per-stage figures."""
-    from fbnet_symbol.search_space import decode_space, parse_image_shape
+    from fbnet_symbol.space.spaces import decode_space, parse_image_shape
 
     shape = parse_image_shape(args.image_shape)
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,6 +9,7 @@ random data — every candidate of every layer computed, as in the search — an
 samples/s (median over steps after warm-up) and the process's peak resident memory.
 """
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -23,17 +24,15 @@ def peak_rss_mib():
 
 
 def main(argv=None):
+    from fbnet_symbol.settings import add_settings, from_args
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--space", default="fbnet")
-    p.add_argument("--preset", default="seed")
-    p.add_argument("--image-shape", required=True)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--width-mult", type=float, default=1.0)
+    # the network and device flags are test.py's (fbnet_symbol.settings), a search's defaults
+    add_settings(p, ["space", "preset", "image_shape", "batch_size", "width_mult", "gpu",
+                     "threads"], title="network and devices", preset="search",
+                 helps={"gpu": "devices, as test.py (default: the CPU)"})
     p.add_argument("--steps", type=int, default=5, help="timed steps per stage (default 5)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--gpu", help="devices, as test.py (default: CPU)")
-    p.add_argument("--threads", default="auto",
-                   help="MXNet's CPU threads: a number, or auto (as test.py --threads)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--profile", choices=("weight", "theta"),
                    help="after timing, profile one more step of this stage and print the "
@@ -47,25 +46,26 @@ def main(argv=None):
 
     import mxnet as mx
     import numpy as np
-    from fbnet_symbol.devices import parse_devices
-    from fbnet_symbol.distributed import create_kvstore
-    from fbnet_symbol.latency import LatencyTable
-    from fbnet_symbol.search_space import decode_space, parse_image_shape
-    from fbnet_symbol.search_task import theta_group
-    from fbnet_symbol.settings import RUN_PRESETS, Settings
-    from fbnet_symbol.supernet import supernet_class
+    from fbnet_symbol.dist.devices import parse_devices
+    from fbnet_symbol.dist.cluster import create_kvstore
+    from fbnet_symbol.latency.table import LatencyTable
+    from fbnet_symbol.search.supernet import Supernet
+    from fbnet_symbol.search.task import theta_group
+    from fbnet_symbol.space.spaces import decode_space
     from fbnet_symbol.threads import omp_threads
-    from fbnet_symbol.trainer import WEIGHT, bind_modules, weight_optimizer_params
+    from fbnet_symbol.train.trainer import WEIGHT, bind_modules, weight_optimizer_params
 
-    shape = parse_image_shape(args.image_shape)
-    layout = decode_space(args.space, args.preset, shape, args.width_mult)
+    # a search's settings on real data, with this command's network and devices
+    settings = from_args(args, preset="search")
+    shape = settings.image_shape or decode_space(settings.space, settings.preset).image_shape
+    settings = dataclasses.replace(settings, image_shape=shape)
+    layout = decode_space(settings.space, settings.preset, shape, settings.width_mult)
     table = LatencyTable([[1.0] * len(l.candidates) for l in layout.layers])
-    net = supernet_class(args.space)(10, table, args.preset, shape, args.width_mult)
+    net = Supernet.from_settings(settings, 10, table)
     contexts = parse_devices(args.gpu, notice=False)
     rss_before = peak_rss_mib()
     kv = create_kvstore("local", len(contexts))  # what a search on these devices uses
     # the search's default optimizers (the schedule's period: one epoch of 1000 steps)
-    settings = Settings(**RUN_PRESETS["search"])
     _, modules = bind_modules(net, contexts, args.batch_size, kv, settings.seed,
                               weight_optimizer_params(settings, 1000),
                               [theta_group(net, settings)])

@@ -1,2 +1,2 @@
-"""The ``fbnet_se`` supernet under the seed's file name (defined in :mod:`fbnet_symbol.supernet`)."""
-from .supernet import FBNet_SE  # noqa: F401
+"""The ``fbnet_se`` supernet under the seed's file name (defined in :mod:`fbnet_symbol.search.supernet`)."""
+from .search.supernet import FBNet_SE  # noqa: F401

@@ -13,14 +13,15 @@ os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
 os.environ.setdefault("MXNET_UPDATE_ON_KVSTORE", "0")
 
 from .errors import FBNetError  # noqa: F401,E402
-from .search_space import SPACES, PRESETS, decode_space, get_space  # noqa: F401,E402
-from .architecture import Architecture, load_architecture, NAMED_ARCHITECTURES  # noqa: F401,E402
+from .space.architecture import (NAMED_ARCHITECTURES, Architecture,  # noqa: F401,E402
+                                 load_architecture)
+from .space.spaces import PRESETS, SPACES, decode_space, get_space  # noqa: F401,E402
 
 
 def __getattr__(name):
     # Importing the package must not load MXNet: a command chooses MXNet's thread count
     # first (threads.py). build_network, the one MXNet export, loads on first use.
     if name == "build_network":
-        from .network import build_network
+        from .space.network import build_network
         return build_network
     raise AttributeError("module %r has no attribute %r" % (__name__, name))

@@ -1,6 +1,7 @@
-"""What every entry script shares: error handling, logging set-up, common parsing."""
+"""What every entry script shares: one-line errors, the one logging set-up, common parsing."""
 import argparse
 import logging
+import os
 import sys
 
 from .errors import FBNetError
@@ -8,7 +9,8 @@ from .errors import FBNetError
 
 def run(main, argv=None):
     """Run ``main(argv)``; a :class:`FBNetError` becomes one line on stderr and exit 2."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if not logging.getLogger().handlers:  # a script may have set up its log file already
+        setup_logging()
     try:
         code = main(argv)
     except FBNetError as e:
@@ -40,8 +42,82 @@ def format_count(n):
     return str(n)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, except for on/off flags and settings whose default is decided
+    per run (``None``; their help says how)."""
+
+    def _get_help_string(self, action):
+        if action.nargs == 0 or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line error (``error: ...``, exit 2) instead of usage + error."""
+    """argparse with a one-line error (``error: ...``, exit 2) instead of usage + error,
+    and defaults in the help."""
+
+    def __init__(self, *args, **kw):
+        kw.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kw)
 
     def error(self, message):
         self.exit(2, "error: %s (see %s --help)\n" % (message, self.prog))
+
+
+def setup_logging(log_file=None, level=logging.INFO):
+    """Console (and optional file) logging for entry scripts; the library only uses loggers.
+    The file is only created when a run starts training (:func:`open_log_files`, called by
+    the trainer): a run refused at its checks leaves nothing on disk; the records logged
+    until then are kept and written first."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(fmt)
+    root.addHandler(console)
+    if log_file:
+        add_log_file(log_file)
+
+
+class _PendingFileHandler(logging.Handler):
+    """Keeps records in memory until :meth:`open`, then appends them and every later one
+    to ``path`` (its folder created then)."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path, self.pending, self.file = path, [], None
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+
+    def open(self):
+        if self.file is None:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self.file = logging.FileHandler(self.path, mode="a", encoding="utf-8")
+            self.file.setFormatter(self.formatter)
+            for record in self.pending:
+                self.file.emit(record)
+            self.pending = []
+
+    def emit(self, record):
+        if self.file is None:
+            self.pending.append(record)
+        else:
+            self.file.emit(record)
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()
+        super().close()
+
+
+def add_log_file(log_file):
+    """Also log every record to ``log_file``, from when :func:`open_log_files` is called."""
+    logging.getLogger().addHandler(_PendingFileHandler(log_file))
+
+
+def open_log_files():
+    """The run passed its checks: create the log files and write what was logged so far."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _PendingFileHandler):
+            handler.open()

@@ -10,9 +10,10 @@ import argparse
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Optional
 
+from .cli import ArgumentParser
 from .errors import FBNetError
-from .heads import HEAD_DEFAULTS
-from .search_space import PRESETS, SPACES, get_preset, parse_image_shape
+from .space.heads import HEAD_DEFAULTS
+from .space.spaces import PRESETS, SPACES, get_preset, parse_image_shape
 from .threads import parse_threads
 
 GROUPS = {"network": "space and network", "data": "devices and data", "search": "search",
@@ -36,7 +37,8 @@ class Settings:
     # ---- space and network
     space: str = setting("fbnet", "search space", "network", resume=True,
                          choices=sorted(SPACES))
-    preset: Optional[str] = setting(None, "default: seed; with --arch: the architecture's",
+    preset: Optional[str] = setting(None, "seed: what the seed changed; paper: the paper's "
+                                    "(with --arch: the architecture's)",
                                     "network", resume=True, choices=sorted(PRESETS))
     image_shape: Optional[tuple] = setting(
         None, "C,H,W (on your data, unset: the --preset's: seed 3,108,108, paper 3,224,224)",
@@ -46,7 +48,7 @@ class Settings:
         None, "channel multiplier; with --arch: the architecture's", "network", resume=True,
         type=float)
     model_type: Optional[str] = setting(
-        None, "classifier head (default: softmax; with --arch: the architecture's)",
+        None, "classifier head (with --arch: the architecture's)",
         "network", resume=True, choices=sorted(HEAD_DEFAULTS))
     arch: Optional[object] = setting(
         None, "train this architecture from scratch instead of searching: a shipped name "
@@ -185,10 +187,13 @@ RESUME_KEYS = tuple(f.name for f in fields(Settings) if f.metadata["resume"])
 # architecture has no warm-up and a smaller step (no supernet averaging its branches).
 # The embedded demo must show a search within ~3 minutes: the unit-free loss form and a
 # theta step 10x the paper's, so that P_theta moves in 36 theta steps (docs/design.md).
+# A search's network defaults to the seed's preset and a softmax head; a fixed training
+# takes both from its architecture.
 _SEARCH = dict(alpha=0.2, loss_form="add", theta_lr=0.01)  # the seed's and the paper's
+_NETWORK = dict(preset="seed", model_type="softmax")
 RUN_PRESETS = {
-    "search": dict(_SEARCH, epochs=90, warmup_epochs=10, width_mult=1.0, lr=0.05),
-    "search-embedded": dict(epochs=6, warmup_epochs=2, width_mult=0.5, lr=0.05,
+    "search": dict(_SEARCH, **_NETWORK, epochs=90, warmup_epochs=10, width_mult=1.0, lr=0.05),
+    "search-embedded": dict(_NETWORK, epochs=6, warmup_epochs=2, width_mult=0.5, lr=0.05,
                             image_shape=(3, 16, 16), alpha=1.0, loss_form="relative",
                             theta_lr=0.1),
     "train": dict(_SEARCH, epochs=90, warmup_epochs=0, lr=0.01),
@@ -197,101 +202,42 @@ RUN_PRESETS = {
 }
 
 
-def resolve(settings, embedded_data=None):
+def resolve(settings):
     """A copy of ``settings`` with every ``None`` default filled and ``--arch`` applied.
 
-    ``embedded_data``: a callable returning ``{"train", "theta", "val"}`` paths, used when
-    neither ``train_rec`` nor ``theta_rec`` is given.
+    The run preset is chosen by the kind of run: ``--arch`` or not, and whether data files
+    are given (neither ``train_rec`` nor ``theta_rec``: the embedded digits, whose paths
+    the run fills in). Nothing is read from disk but the architecture.
     """
-    s = _with_data_dir(settings)
+    s = settings
     if bool(s.train_rec) != bool(s.theta_rec):
         raise FBNetError("give both --train-rec (weight split) and --theta-rec (theta split); "
                          "to split one file 80/20 run: python -m fbnet_symbol.data split "
                          "FILE.rec --out-a train --out-b theta")
-    embedded = not s.train_rec
-    name = ("train" if s.fixed else "search") + ("-embedded" if embedded else "")
-    preset = RUN_PRESETS[name]
-    changes = {k: v for k, v in preset.items() if getattr(s, k) is None}
+    name = ("train" if s.fixed else "search") + ("" if s.train_rec else "-embedded")
+    changes = {k: v for k, v in RUN_PRESETS[name].items() if getattr(s, k) is None}
     changes["run_preset"] = name
-    if embedded:
-        paths = embedded_data()
-        changes.update(train_rec=paths["train"], theta_rec=paths["theta"],
-                       val_rec=s.val_rec or paths["val"])
     if s.fixed:
-        from .architecture import load_architecture
+        from .space.architecture import load_architecture
         arch = load_architecture(s.arch).overridden(s.preset, s.width_mult, s.model_type,
                                                     s.feature_dim, s.margin_s, s.margin_m)
         changes.update(arch=arch, space=arch.space, preset=arch.preset,
                        width_mult=arch.width_mult, model_type=arch.head.type)
-    else:
-        changes.setdefault("preset", s.preset or "seed")
-        changes.setdefault("model_type", s.model_type or "softmax")
     out = replace(s, **changes)
-    shape = out.image_shape or _property_shape(s) or get_preset(out.preset).image_shape
+    shape = out.image_shape or get_preset(out.preset).image_shape
     out = replace(out, image_shape=tuple(parse_image_shape(shape)))
     if out.epochs < 1 or out.warmup_epochs < 0:
         raise FBNetError("--epochs must be >= 1 and --warmup-epochs >= 0")
     return out
 
 
-def _with_data_dir(s):
-    """``--data-dir``: the training file (both splits: theta is split off by image) and the
-    pair sets; ``--verify`` names resolved against it."""
-    import glob
-    import os
-
-    verify = [v for v in (s.verify.split(",") if isinstance(s.verify, str) else s.verify or ())
-              if v]
-    if s.data_dir:
-        if s.train_rec or s.theta_rec:
-            raise FBNetError("give --data-dir or --train-rec/--theta-rec, not both")
-        train = os.path.join(s.data_dir, "train.rec")
-        if not os.path.isfile(train):
-            raise FBNetError("--data-dir %s has no train.rec; give InsightFace's data folder "
-                             "(train.rec, train.idx, property, *.bin) or pack one with python "
-                             "-m fbnet_symbol.data pack-faces" % s.data_dir)
-        verify = [v if os.path.isfile(v) else os.path.join(s.data_dir, v) for v in verify] \
-            or sorted(glob.glob(os.path.join(glob.escape(s.data_dir), "*.bin")))
-        s = replace(s, train_rec=train, theta_rec=train)
-    for v in verify:
-        if not os.path.isfile(v):
-            raise FBNetError("--verify %s does not exist; give a .bin pair set (lfw.bin, ...) "
-                             "or make one with python -m fbnet_symbol.data make-pairs" % v)
-    return replace(s, verify=tuple(verify))
-
-
-def _property_shape(s):
-    """(3, H, W) of ``--data-dir``'s property file, the size its faces were cut at; without
-    one, the size of its images (InsightFace's are all cut at one size)."""
-    if not s.data_dir:
-        return None
-    import logging
-    import os
-
-    from .faces import first_image_size, read_property
-    found = read_property(s.data_dir)
-    if found:
-        return (3, found[1], found[2])
-    size = first_image_size(os.path.join(s.data_dir, "train.rec"))
-    if size:
-        logging.getLogger(__name__).warning(
-            "--data-dir %s has no property file: training at its images' size %dx%d (give "
-            "--image-shape to change it)", s.data_dir, size[0], size[1])
-        return (3,) + tuple(size)
-    return None
+def search_default(name):
+    """The value a search on the user's data takes for ``name`` when it is not given."""
+    value = next(f.default for f in fields(Settings) if f.name == name)
+    return RUN_PRESETS["search"].get(name, value) if value is None else value
 
 
 # ---------------------------------------------------------------- the command line
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Defaults in the help, except for on/off flags and settings whose default is decided
-    per run (``None``; their help says how)."""
-
-    def _get_help_string(self, action):
-        if action.nargs == 0 or action.default is None:
-            return action.help
-        return super()._get_help_string(action)
-
 
 def _preset_defaults(name):
     """`` (unset: search 90, search-embedded 6, ...)`` for a setting the run presets fill."""
@@ -301,26 +247,54 @@ def _preset_defaults(name):
     return " (unset: %s)" % "; ".join(values) if values else ""
 
 
-def build_parser(parser_class=argparse.ArgumentParser, **kw):
-    """``test.py``'s parser, one flag per CLI field of :class:`Settings`, in groups."""
-    p = parser_class(formatter_class=_HelpFormatter, **kw)
-    groups = {key: p.add_argument_group(title) for key, title in GROUPS.items()}
-    for f in fields(Settings):
-        m = f.metadata
-        if not m["cli"]:
-            continue
-        flags = m["flags"] or ("--" + f.name.replace("_", "-"),)
-        kw = dict(m["argparse"], dest=f.name, help=m["help"] + _preset_defaults(f.name))
-        if f.default is not MISSING and f.default is not None and "action" not in kw:
+def add_settings(parser, names, title=None, preset=None, defaults=None, flags=None,
+                 helps=None):
+    """Add the flags of the :class:`Settings` fields ``names`` to ``parser``: every command
+    builds its flags from the same fields (help, type, choices, default), as MXNet's
+    ``fit.add_fit_args`` shares its arguments.
+
+    ``title``: one argument group for them all, returned so that the command adds its own
+    flags to it (default: each field's own group).
+    ``preset``: a :data:`RUN_PRESETS` name whose values replace ``None`` defaults, for a
+    command that needs a value where a run decides it later (``search``: the seed preset,
+    softmax, width 1). ``defaults``, ``flags``, ``helps``: ``{field: value}`` changes of
+    one command (e.g. ``block_speed_test.py --batch-size`` is ``lut_batch_size``).
+    """
+    defaults, flags, helps = defaults or {}, flags or {}, helps or {}
+    by_name = {f.name: f for f in fields(Settings)}
+    group = parser.add_argument_group(title) if title else None
+    groups = {}
+    for name in names:
+        f, m = by_name[name], by_name[name].metadata
+        kw = dict(m["argparse"], dest=name)
+        kw["help"] = helps.get(name, m["help"]) + ("" if preset or name in defaults
+                                                   else _preset_defaults(name))
+        if name in defaults:
+            kw["default"] = defaults[name]
+        elif f.default is not None and f.default is not MISSING:
             kw["default"] = f.default
-        elif kw.get("action"):
-            kw["default"] = f.default
-        groups[m["group"]].add_argument(*flags, **kw)
+        elif preset and name in RUN_PRESETS[preset]:
+            value = RUN_PRESETS[preset][name]
+            kw["default"] = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        target = group or groups.setdefault(m["group"], parser.add_argument_group(
+            GROUPS[m["group"]]))
+        target.add_argument(*(flags.get(name) or m["flags"] or
+                              ("--" + name.replace("_", "-"),)), **kw)
+    return group  # the titled group, for the command's own flags (None without a title)
+
+
+def build_parser(parser_class=None, **kw):
+    """``test.py``'s parser: one flag per CLI field of :class:`Settings`, in groups."""
+    p = (parser_class or ArgumentParser)(**kw)
+    add_settings(p, [f.name for f in fields(Settings) if f.metadata["cli"]])
     return p
 
 
-def from_args(args):
-    """Settings from parsed arguments (every CLI field has its own ``dest``)."""
-    return Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)
-                       if f.metadata["cli"]})
-
+def from_args(args, preset=None):
+    """Settings from parsed arguments: every field the parser has (by its ``dest``); with
+    ``preset``, a :data:`RUN_PRESETS` name, the fields still ``None`` take its values."""
+    given = {f.name: getattr(args, f.name) for f in fields(Settings) if hasattr(args, f.name)}
+    s = Settings(**given)
+    if preset is None:
+        return s
+    return replace(s, **{k: v for k, v in RUN_PRESETS[preset].items() if getattr(s, k) is None})

@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 def make_rec(prefix, n, classes=3, size=8, seed=0):
     """A small learnable RecordIO file: each class is a colour (the same in every file)
     with noise (``seed``)."""
-    from fbnet_symbol.data import write_images
+    from fbnet_symbol.data.files import write_images
     rng = np.random.RandomState(seed)
     labels = np.arange(n) % classes
     colours = np.random.RandomState(1234).randint(0, 255, size=(classes, 3))
@@ -28,8 +28,8 @@ def make_rec(prefix, n, classes=3, size=8, seed=0):
 def synthetic_lut(path, space="fbnet", preset="seed", image_shape=(3, 8, 8), width_mult=0.25,
                   batch_size=1, seed=0):
     """A latency table with metadata (as block_speed_test.py writes), made-up numbers."""
-    from fbnet_symbol.latency import FIXED_PARTS, LatencyTable
-    from fbnet_symbol.search_space import decode_space
+    from fbnet_symbol.latency.table import FIXED_PARTS, LatencyTable
+    from fbnet_symbol.space.spaces import decode_space
     layout = decode_space(space, preset, image_shape, width_mult)
     rng = np.random.RandomState(seed)
     values = [list(rng.uniform(0.05, 1.0, len(l.candidates))) for l in layout.layers]

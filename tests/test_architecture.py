@@ -4,10 +4,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fbnet_symbol.architecture import NAMED_ARCHITECTURES, Architecture, load_architecture
 from fbnet_symbol.errors import FBNetError
-from fbnet_symbol.network import build_network
-from fbnet_symbol.profile import count_symbol
+from fbnet_symbol.space.architecture import NAMED_ARCHITECTURES, Architecture, load_architecture
+from fbnet_symbol.space.network import build_network
+from fbnet_symbol.space.profile import count_symbol
 
 FBNET_B = load_architecture("fbnet_b")
 

@@ -3,9 +3,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fbnet_symbol import blocks, blocks_se
-from fbnet_symbol.network import block_prefix, build_block
-from fbnet_symbol.search_space import Layer, decode_space, get_space
+from fbnet_symbol.space import blocks, blocks_se
+from fbnet_symbol.space.network import block_prefix, build_block
+from fbnet_symbol.space.spaces import Layer, decode_space, get_space
 
 BATCH = 2
 

@@ -6,8 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from fbnet_symbol.data import (build_index, check_recordio, embedded_digits, pack_folder,
-                               data_iter, split_records)
+from fbnet_symbol.data.check import data_iter
+from fbnet_symbol.data.digits import embedded_digits
+from fbnet_symbol.data.files import build_index, pack_folder, split_records
+from fbnet_symbol.data.recordio import check_recordio
 from fbnet_symbol.errors import FBNetError
 from tests.conftest import ROOT, make_rec
 

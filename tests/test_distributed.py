@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from fbnet_symbol.distributed import Collective, exactly
-from fbnet_symbol.search import SearchConfig, SearchRun
+from fbnet_symbol.dist.cluster import Collective, exactly
+from fbnet_symbol.search.run import SearchConfig, SearchRun
 from tests.conftest import ROOT, synthetic_lut
 
 # the workers use MXNet's default threaded engine, like users do
@@ -26,7 +26,7 @@ BATCH = 8  # per worker
 
 def write_split(prefix, n, seed):
     """A learnable split whose records all have the same size (BMP), 3 classes."""
-    from fbnet_symbol.data import write_images
+    from fbnet_symbol.data.files import write_images
     rng = np.random.RandomState(seed)
     labels = np.arange(n) % 3
     colours = np.random.RandomState(1234).randint(0, 255, size=(3, 3))

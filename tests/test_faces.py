@@ -10,17 +10,18 @@ from tests.conftest import ROOT, synthetic_lut
 
 
 def _faces(ids=5, per=4, size=16, seed=0):
-    from fbnet_symbol.face_files import synthetic_faces
+    from fbnet_symbol.faces.files import synthetic_faces
     return synthetic_faces(ids, per, size, seed)
 
 
 @pytest.mark.parametrize("header_last", [True, False])
 def test_written_as_insightface_writes_it_and_read_back(tmp_path, header_last):
     import mxnet as mx
-    from fbnet_symbol.data import check_data
-    from fbnet_symbol.faces import is_identity_indexed
+
+    from fbnet_symbol.data.check import check_data
+    from fbnet_symbol.data.insightface import is_identity_indexed
     faces = [f[:n] for f, n in zip(_faces(5, 5), [3, 1, 4, 2, 5])]
-    from fbnet_symbol.face_files import write_face_records
+    from fbnet_symbol.faces.files import write_face_records
     write_face_records(str(tmp_path / "train"), faces, header_last=header_last)
     # the file as mx.recordio sees it: record 0 a 2-label header with no image, last in the file
     reader = mx.recordio.MXIndexedRecordIO(str(tmp_path / "train.idx"),
@@ -40,8 +41,8 @@ def test_written_as_insightface_writes_it_and_read_back(tmp_path, header_last):
 
 
 def test_a_flat_file_keeps_its_layout(tmp_path):
-    from fbnet_symbol.data import check_data
-    from fbnet_symbol.faces import is_identity_indexed
+    from fbnet_symbol.data.check import check_data
+    from fbnet_symbol.data.insightface import is_identity_indexed
     from tests.conftest import make_rec
     rec = make_rec(tmp_path / "flat", 12)
     assert not is_identity_indexed(rec)
@@ -49,8 +50,8 @@ def test_a_flat_file_keeps_its_layout(tmp_path):
 
 
 def test_theta_split_is_by_image_inside_each_identity(tmp_path):
-    from fbnet_symbol.face_files import write_face_records
-    from fbnet_symbol.faces import check_face_records
+    from fbnet_symbol.data.insightface import check_face_records
+    from fbnet_symbol.faces.files import write_face_records
     faces = [f[:n] for f, n in zip(_faces(4, 12, size=8), [1, 2, 6, 12])]
     write_face_records(str(tmp_path / "t"), faces)
     records = check_face_records(str(tmp_path / "t.rec"))
@@ -103,8 +104,9 @@ def test_bad_identity_indexed_files_get_one_line(tmp_path, case, message):
 
 def test_pack_faces_and_make_pairs_tools(tmp_path):
     import cv2
-    from fbnet_symbol.data import check_data
-    from fbnet_symbol.verify import load_pairs
+
+    from fbnet_symbol.data.check import check_data
+    from fbnet_symbol.faces.verify import load_pairs
     for n, images in enumerate(_faces(3, 3, size=20)):
         os.makedirs(tmp_path / "in" / ("person%d" % n))
         for k, img in enumerate(images):
@@ -139,7 +141,7 @@ def test_pack_faces_and_make_pairs_tools(tmp_path):
 @pytest.fixture
 def face_dir(tmp_path):
     """InsightFace's folder, synthetic: train.rec/.idx (identity-indexed), property, a .bin."""
-    from fbnet_symbol.data import write_synthetic_faces
+    from fbnet_symbol.faces.files import write_synthetic_faces
     from tests.conftest import synthetic_lut
     paths = write_synthetic_faces(str(tmp_path / "faces"), identities=6, per_identity=5,
                                   size=8, pairs=20)
@@ -152,7 +154,8 @@ def test_search_on_insightface_data_verifies_each_epoch(face_dir, tmp_path):
     """--data-dir: train.rec read in place (theta split by image), the property's size,
     the .bin found and scored at every epoch end, in history.json; then resumed exactly."""
     import json
-    from fbnet_symbol.search import SearchConfig, SearchRun
+
+    from fbnet_symbol.search.run import SearchConfig, SearchRun
     cfg = dict(data_dir=face_dir["dir"], model_type="arcface", width_mult=0.25, batch_size=8,
                epochs=2, warmup_epochs=1, lut=face_dir["lut"], progress=False, log_frequence=0,
                save_frequence=2, seed=3)
@@ -164,15 +167,15 @@ def test_search_on_insightface_data_verifies_each_epoch(face_dir, tmp_path):
     history = json.load(open(tmp_path / "full" / "history.json"))
     records = history if isinstance(history, list) else history["epochs"]
     assert all(0 <= r["synth_acc"] <= 1 and "synth_tar_at_far" in r for r in records)
-    want = {k: v.asnumpy() for k, v in run.params()[0].items()}
-    from fbnet_symbol.search import StopRequested
+    want = {k: v.asnumpy() for k, v in run.trainer.params()[0].items()}
+    from fbnet_symbol.search.run import StopRequested
     with pytest.raises(StopRequested):
         SearchRun(SearchConfig(save_model_path=str(tmp_path / "cut"), **cfg)).run(
             stop_after_steps=3)
     resumed = SearchRun(SearchConfig(save_model_path=str(tmp_path / "cut"),
                                      load_model_path=str(tmp_path / "cut"), **cfg))
     resumed.run()
-    for name, value in resumed.params()[0].items():
+    for name, value in resumed.trainer.params()[0].items():
         np.testing.assert_allclose(value.asnumpy(), want[name], rtol=1e-5, atol=1e-6,
                                    err_msg=name)
 
@@ -197,13 +200,13 @@ def test_train_export_and_verify_a_face_model_from_the_command_line(face_dir, tm
     assert "epoch 1 verification synth: accuracy" in res.stderr
     assert json.load(open(out / "model-input.json"))["shape"] == [1, 3, 8, 8]
     res = run("--load-model-path", str(out), "--insightface", str(tmp_path / "fc1"),
-              module="fbnet_symbol.export")
+              module="fbnet_symbol.ship.export")
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "fc1" / "model-0002.params").is_file()
     scores = []
     for model in (out, tmp_path / "fc1"):
         res = run("--load-model-path", str(model), "--bin",
-                  os.path.join(face_dir["dir"], "synth.bin"), "--json", module="fbnet_symbol.verify")
+                  os.path.join(face_dir["dir"], "synth.bin"), "--json", module="fbnet_symbol.faces.verify")
         assert res.returncode == 0, res.stderr[-2000:]
         scores.append(json.loads(res.stdout)["synth"])
     assert scores[0]["acc"] == pytest.approx(scores[1]["acc"])
@@ -248,7 +251,8 @@ def _insightface_folder(folder, faces, ids=True, size=16):
 def test_a_lost_index_is_rebuilt_with_insightfaces_keys(tmp_path, ids):
     """Case 1: `data index` keys by the record ids (or, where they repeat, finds the header),
     so the identity layout survives; then `data check` reads it."""
-    from fbnet_symbol.data import build_index, check_data
+    from fbnet_symbol.data.check import check_data
+    from fbnet_symbol.data.files import build_index
     rec = _insightface_folder(str(tmp_path / "d"), _faces(4, 3), ids=ids)
     original = check_data(rec)
     os.remove(tmp_path / "d" / "train.idx")
@@ -265,7 +269,7 @@ def test_a_lost_index_is_rebuilt_with_insightfaces_keys(tmp_path, ids):
 def test_an_index_filtered_to_the_images_reads_as_a_flat_file(tmp_path):
     """Case 2: an .idx holding only the image keys (a common workaround) is a flat file whose
     labels are each record's label[0]; the reader trains on it."""
-    from fbnet_symbol.data import check_data, data_iter
+    from fbnet_symbol.data.check import check_data, data_iter
     rec = _insightface_folder(str(tmp_path / "d"), _faces(3, 4))
     lines = open(tmp_path / "d" / "train.idx").read().splitlines()
     with open(tmp_path / "d" / "train.idx", "w") as f:
@@ -281,7 +285,8 @@ def test_data_dir_reads_a_flat_folder(tmp_path):
     """Case 3: --data-dir on a flat train.rec (im2rec, PyTorch-era InsightFace folders):
     theta is split off by image inside each class, as for the identity-indexed layout."""
     import mxnet as mx
-    from fbnet_symbol.search import SearchConfig, SearchRun
+
+    from fbnet_symbol.search.run import SearchConfig, SearchRun
     os.makedirs(tmp_path / "flat")
     w = mx.recordio.MXIndexedRecordIO(str(tmp_path / "flat" / "train.idx"),
                                       str(tmp_path / "flat" / "train.rec"), "w")
@@ -309,9 +314,10 @@ def test_data_dir_reads_a_flat_folder(tmp_path):
     ("3,16,16", "says 3 classes but .* has 4 identities; write at least 4"),
 ])
 def test_property_is_checked_against_the_images(tmp_path, prop, error):
-    from fbnet_symbol.data import check_data
+    from fbnet_symbol.data.check import check_data
     from fbnet_symbol.errors import FBNetError
-    from fbnet_symbol.settings import Settings, resolve
+    from fbnet_symbol.search.run import resolve_run
+    from fbnet_symbol.settings import Settings
     folder = tmp_path / "d"
     rec = _insightface_folder(str(folder), _faces(4, 3, size=16))
     if prop is None:
@@ -325,16 +331,17 @@ def test_property_is_checked_against_the_images(tmp_path, prop, error):
     info = check_data(rec)
     assert info.image_size == (16, 16) and info.num_classes == 4
     # the input size defaults to the images' (property's, or without one, the images')
-    assert resolve(Settings(data_dir=str(folder))).image_shape == (3, 16, 16)
+    assert resolve_run(Settings(data_dir=str(folder))).image_shape == (3, 16, 16)
 
 
 def test_sparse_class_ids_train_with_propertys_count(tmp_path):
     """Case 5: ids 0, 2, 4, 6 (filtered sets) with property = highest id + 1 = 7, as
     InsightFace trains them; a property of 4 is caught at check time with the right advice."""
     import mxnet as mx
-    from fbnet_symbol.data import check_data, describe
+
+    from fbnet_symbol.data.check import check_data, describe
     from fbnet_symbol.errors import FBNetError
-    from fbnet_symbol.search import SearchConfig, SearchRun
+    from fbnet_symbol.search.run import SearchConfig, SearchRun
     folder = tmp_path / "d"
     rec = _insightface_folder(str(folder), _faces(4, 5, size=8), size=8)
     reader = mx.recordio.MXIndexedRecordIO(str(folder / "train.idx"), rec, "r")

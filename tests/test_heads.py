@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fbnet_symbol.errors import FBNetError
-from fbnet_symbol.heads import ARCCOS_EPS, HeadConfig, build_head
+from fbnet_symbol.space.heads import ARCCOS_EPS, HeadConfig, build_head
 
 N, D, C = 4, 6, 5
 

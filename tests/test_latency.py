@@ -7,14 +7,15 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fbnet_symbol import latency, latency_measure
-from fbnet_symbol.architecture import load_architecture
 from fbnet_symbol.errors import FBNetError
-from fbnet_symbol.latency import LatencyTable, load_table
-from fbnet_symbol.latency_measure import cached_table, measure_table
-from fbnet_symbol.latency_validate import candidate_architectures, error_stats
-from fbnet_symbol.search_space import decode_space
-from fbnet_symbol.timing import QUICK
+from fbnet_symbol.latency import measure as latency_measure
+from fbnet_symbol.latency import table as latency
+from fbnet_symbol.latency.measure import cached_table, measure_table
+from fbnet_symbol.latency.table import LatencyTable, load_table
+from fbnet_symbol.latency.timing import QUICK
+from fbnet_symbol.latency.validate import candidate_architectures, error_stats
+from fbnet_symbol.space.architecture import load_architecture
+from fbnet_symbol.space.spaces import decode_space
 from tests.conftest import ROOT, synthetic_lut
 
 SEED = decode_space("fbnet", "seed")
@@ -202,7 +203,8 @@ def test_groups_timed_at_different_speeds_are_brought_to_one_speed(monkeypatch):
     """Two groups, the second timed while the machine ran 25% slower: the reference graph
     timed in both scales the second group's times back to the first group's speed."""
     import mxnet as mx
-    from fbnet_symbol import timing
+
+    from fbnet_symbol.latency import timing
 
     def sym(name):
         return mx.sym.relu(mx.sym.Variable("data"), name=name)

@@ -6,7 +6,7 @@ import sys
 import mxnet as mx
 import pytest
 
-from fbnet_symbol.profile import count_symbol, profile_architecture
+from fbnet_symbol.space.profile import count_symbol, profile_architecture
 from tests.conftest import ROOT
 
 

@@ -1,4 +1,4 @@
-"""The package's one reader (fbnet_symbol.reader): the same pixels as MXNet's ImageRecordIter,
+"""The package's one reader (fbnet_symbol.data.reader): the same pixels as MXNet's ImageRecordIter,
 both layouts, order / mirror / shards / padding, memory and streamed paths alike, resume."""
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from tests.conftest import make_rec
 
 
 def _faces(ids=5, per=4, size=16, seed=0):
-    from fbnet_symbol.face_files import synthetic_faces
+    from fbnet_symbol.faces.files import synthetic_faces
     return synthetic_faces(ids, per, size, seed)
 
 
@@ -19,8 +19,9 @@ def _arrays(batches):
 @pytest.fixture
 def both_layouts(tmp_path):
     """The same 20 images as InsightFace's identity-indexed file and as a flat file."""
-    from fbnet_symbol.data import check_data, write_images
-    from fbnet_symbol.face_files import write_face_records
+    from fbnet_symbol.data.check import check_data
+    from fbnet_symbol.data.files import write_images
+    from fbnet_symbol.faces.files import write_face_records
     faces = _faces(4, 5, size=16)
     write_face_records(str(tmp_path / "faces"), faces)
     write_images(str(tmp_path / "flat"), [i for f in faces for i in f],
@@ -30,27 +31,32 @@ def both_layouts(tmp_path):
 
 @pytest.mark.parametrize("cache_bytes", [None, 0])  # decoded once in memory / streamed
 def test_same_pixels_as_image_record_iter_for_both_layouts(both_layouts, cache_bytes):
-    from fbnet_symbol.data import image_record_iter
-    from fbnet_symbol.reader import RecordReader
+    from fbnet_symbol.data.check import image_record_iter
+    from fbnet_symbol.data.reader import RecordReader
     faces, flat = both_layouts
     assert (faces.layout, flat.layout) == ("identity-indexed", "flat")
+    def arrays(batches):  # copied as they come: an iterator may reuse its buffers
+        return [(b.data[0].asnumpy().copy(), b.label[0].asnumpy().copy(), b.pad)
+                for b in batches]
+
     for shape in [(3, 16, 16), (3, 12, 12)]:  # as stored; resized and centre-cropped
-        theirs = list(image_record_iter(flat.rec, shape, 8))
+        theirs = arrays(image_record_iter(flat.rec, shape, 8))
         for info in (faces, flat):
-            ours = list(RecordReader(info, shape, 8, shuffle=False, cache_bytes=cache_bytes))
-            assert [b.pad for b in ours] == [b.pad for b in theirs] == [0, 0, 4]
+            ours = arrays(RecordReader(info, shape, 8, shuffle=False, cache_bytes=cache_bytes))
+            assert [b[2] for b in ours] == [b[2] for b in theirs] == [0, 0, 4]
             for a, b in zip(ours, theirs):
-                assert np.array_equal(a.label[0].asnumpy(), b.label[0].asnumpy())
-                diff = np.abs(a.data[0].asnumpy() - b.data[0].asnumpy())
+                assert np.array_equal(a[1], b[1])
+                diff = np.abs(a[0] - b[0])
                 tol = 1e-6 if shape[1] == 16 else 2.0 / 127.5  # cubic kernels may round apart
                 assert diff.max() <= tol, (info.layout, shape, diff.max())
 
 
 @pytest.mark.parametrize("layout", ["identity-indexed", "flat"])
 def test_order_mirror_shards_and_padding(tmp_path, layout):
-    from fbnet_symbol.data import check_data, write_images
-    from fbnet_symbol.face_files import write_face_records
-    from fbnet_symbol.reader import RecordReader
+    from fbnet_symbol.data.check import check_data
+    from fbnet_symbol.data.files import write_images
+    from fbnet_symbol.data.reader import RecordReader
+    from fbnet_symbol.faces.files import write_face_records
     faces = _faces(3, 7, size=8)
     if layout == "flat":
         write_images(str(tmp_path / "f"), [i for f in faces for i in f],
@@ -85,8 +91,8 @@ def test_order_mirror_shards_and_padding(tmp_path, layout):
 @pytest.mark.parametrize("cache_bytes", [None, 0])
 def test_batches_from_the_middle_equal_the_full_epoch(tmp_path, cache_bytes):
     """A resumed run starts at its batch without reading the ones before: same batches."""
-    from fbnet_symbol.data import check_data
-    from fbnet_symbol.reader import RecordReader
+    from fbnet_symbol.data.check import check_data
+    from fbnet_symbol.data.reader import RecordReader
     info = check_data(make_rec(tmp_path / "r", 22, classes=3))
     reader = RecordReader(info, (3, 8, 8), 4, seed=9, rand_mirror=True, cache_bytes=cache_bytes)
     assert reader.cached == (cache_bytes is None)  # 22 tiny images fit; 0 bytes: streamed
@@ -104,9 +110,9 @@ def test_batches_from_the_middle_equal_the_full_epoch(tmp_path, cache_bytes):
 def test_bad_records_found_while_reading_give_one_line(tmp_path):
     """A record damaged after the check (or past the sampled ones) stops with the file and
     the record named, in both paths."""
-    from fbnet_symbol.data import check_data
+    from fbnet_symbol.data.check import check_data
+    from fbnet_symbol.data.reader import RecordReader
     from fbnet_symbol.errors import FBNetError
-    from fbnet_symbol.reader import RecordReader
     rec = make_rec(tmp_path / "d", 40)
     info = check_data(rec)
     offsets = [int(line.split()[1]) for line in open(tmp_path / "d.idx")]
@@ -124,7 +130,7 @@ def test_the_loops_never_create_an_image_record_iter(tiny_data, tmp_path, monkey
     """One alive in the process slows MXNet's multi-threaded operators (module docstring)."""
     import mxnet as mx
 
-    from fbnet_symbol.search import SearchConfig, SearchRun
+    from fbnet_symbol.search.run import SearchConfig, SearchRun
 
     def refuse(*args, **kwargs):
         raise AssertionError("mx.io.ImageRecordIter was created")
@@ -144,7 +150,7 @@ def test_images_are_resized_as_insightface_resizes_them():
     import cv2
     import mxnet as mx
 
-    from fbnet_symbol.reader import decode_image
+    from fbnet_symbol.data.reader import decode_image
     rng = np.random.RandomState(0)
     for h, w in [(112, 112), (120, 96)]:
         img = cv2.GaussianBlur(rng.randint(0, 255, (h, w, 3)).astype(np.uint8), (5, 5), 2)

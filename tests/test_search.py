@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fbnet_symbol.errors import FBNetError
-from fbnet_symbol.search import SearchConfig, SearchRun, StopRequested
+from fbnet_symbol.search.run import SearchConfig, SearchRun, StopRequested
 
 
 def config(tiny_data, out, **kw):
@@ -20,7 +20,7 @@ def config(tiny_data, out, **kw):
 
 
 def final_params(run):
-    arg, aux = run.params()
+    arg, aux = run.trainer.params()
     return {k: v.asnumpy().copy() for k, v in arg.items()}
 
 
@@ -37,7 +37,7 @@ def test_search_writes_its_outputs(tiny_data, tmp_path):
     assert len(lines) == 22 and lines[0].startswith("theta_layer1: ")
     assert len(lines[0].split(":")[1].split()) == 8  # the seed preset: no skip in layer 1
     np.testing.assert_allclose([float(v) for v in lines[0].split(":")[1].split()],
-                               run.theta()["layer1"], rtol=1e-6)
+                               run.task.net.split_theta(run.trainer.params()[0])["layer1"], rtol=1e-6)
     # theta moved (warm-up epoch 0 leaves it alone; epochs 1-2 train it)
     hist = summary and __import__("json").loads((out / "history.json").read_text())
     assert [h["epoch"] for h in hist] == [0, 1, 2]
@@ -45,16 +45,16 @@ def test_search_writes_its_outputs(tiny_data, tmp_path):
     # the loop's own throughput per stage (24 weight images: 3 steps, the last 2 timed)
     assert hist[1]["weight_samples_per_s"] > 0 and hist[1]["theta_samples_per_s"] > 0
     # how concentrated P_theta is, every epoch, and the summary that reports it
-    probs = run.net.probabilities(run.theta())
+    probs = run.task.net.probabilities(run.task.net.split_theta(run.trainer.params()[0]))
     assert hist[2]["probabilities"]["layer5"] == pytest.approx(list(probs["layer5"]), abs=1e-5)
     assert 0 < hist[2]["entropy"] < 1 and hist[0]["entropy"] == pytest.approx(1.0)
     assert summary["entropy"] == hist[2]["entropy"]
     assert summary["initial_expected_latency_ms"] == pytest.approx(hist[0]["expected_latency_ms"])
-    assert not np.allclose(run.theta()["layer5"], 1.0)
+    assert not np.allclose(run.task.net.split_theta(run.trainer.params()[0])["layer5"], 1.0)
     ckpts = sorted(os.listdir(out / "checkpoints"))
     assert "supernet-symbol.json" in ckpts and any(c.endswith(".theta.states") for c in ckpts)
     sym, arg, aux = mx.model.load_checkpoint(str(out / "checkpoints" / "supernet"),
-                                             run.global_step)
+                                             run.trainer.state.global_step)
     assert "theta_layer1" in arg
 
 

@@ -1,8 +1,7 @@
 import pytest
 
 from fbnet_symbol.errors import FBNetError
-from fbnet_symbol.search_space import (decode_space, get_space, parse_image_shape,
-                                       scale_channels)
+from fbnet_symbol.space.spaces import decode_space, get_space, parse_image_shape, scale_channels
 
 # DESIGN.md section 2: (input H, input C, out C, stride) of the 22 TBS layers at 224x224
 PAPER_TABLE = (

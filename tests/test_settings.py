@@ -4,14 +4,18 @@ import dataclasses
 import pytest
 
 from fbnet_symbol.errors import FBNetError
-from fbnet_symbol.settings import (RESUME_KEYS, RUN_PRESETS, Settings, build_parser,
-                                   from_args, resolve)
+from fbnet_symbol.settings import (RESUME_KEYS, RUN_PRESETS, Settings, build_parser, from_args,
+                                   resolve)
 
 EMBEDDED = {"train": "/cache/train.rec", "theta": "/cache/theta.rec", "val": "/cache/val.rec"}
 
 
-def embedded():
-    return dict(EMBEDDED)
+@pytest.fixture
+def embedded(monkeypatch):
+    """resolve_run with the embedded digits' paths faked (nothing is packed)."""
+    import fbnet_symbol.search.run as run_module
+    monkeypatch.setattr(run_module, "embedded_digits", lambda: dict(EMBEDDED))
+    return run_module.resolve_run
 
 
 def test_parser_has_one_flag_per_cli_field_with_its_default():
@@ -39,11 +43,11 @@ def test_the_seeds_command_line_maps_onto_settings():
 
 
 def test_the_embedded_demo_searches_with_the_unit_free_loss_real_data_with_the_seeds():
-    demo = resolve(Settings(), embedded)
+    demo = resolve(Settings())
     assert (demo.loss_form, demo.alpha, demo.theta_lr) == ("relative", 1.0, 0.1)
-    real = resolve(Settings(train_rec="a.rec", theta_rec="b.rec"), embedded)
+    real = resolve(Settings(train_rec="a.rec", theta_rec="b.rec"))
     assert (real.loss_form, real.alpha, real.theta_lr) == ("add", 0.2, 0.01)
-    given = resolve(Settings(loss_form="mul", alpha=0.5), embedded)
+    given = resolve(Settings(loss_form="mul", alpha=0.5))
     assert (given.loss_form, given.alpha, given.theta_lr) == ("mul", 0.5, 0.1)
 
 
@@ -60,9 +64,11 @@ def test_resume_keys_are_the_settings_that_shape_a_run():
     ({"train_rec": "a.rec", "theta_rec": "b.rec", "arch": "fbnet_b"}, "train"),
     ({"arch": "fbnet_b"}, "train-embedded"),
 ])
-def test_resolve_fills_unset_values_from_one_named_preset(kw, preset):
+def test_resolve_fills_unset_values_from_one_named_preset(kw, preset, embedded):
     given = Settings(**kw)
-    s = resolve(given, embedded)
+    s = resolve(given)
+    assert s.train_rec == given.train_rec  # resolve reads no data folder
+    s = embedded(given)
     assert s.run_preset == preset and given.run_preset is None  # the caller's is untouched
     for key, value in RUN_PRESETS[preset].items():
         assert getattr(s, key) == value, key
@@ -71,27 +77,26 @@ def test_resolve_fills_unset_values_from_one_named_preset(kw, preset):
         assert (s.train_rec, s.theta_rec, s.val_rec) == (EMBEDDED["train"],
                                                          EMBEDDED["theta"], EMBEDDED["val"])
     # explicit values win over every preset
-    s = resolve(dataclasses.replace(given, epochs=3, lr=0.5, image_shape=(3, 8, 8)), embedded)
+    s = resolve(dataclasses.replace(given, epochs=3, lr=0.5, image_shape=(3, 8, 8)))
     assert (s.epochs, s.lr, s.image_shape) == (3, 0.5, (3, 8, 8))
 
 
 def test_arch_decides_space_preset_width_and_head_unless_given():
     arch = '{"space": "fbnet_se", "preset": "paper", "blocks": %s, "width_mult": 0.25, ' \
            '"head": {"type": "arcface"}}' % str(["basic"] * 16).replace("'", '"')
-    s = resolve(Settings(arch=arch), embedded)
+    s = resolve(Settings(arch=arch))
     assert (s.space, s.preset, s.width_mult, s.model_type) == ("fbnet_se", "paper", 0.25,
                                                                "arcface")
     assert s.image_shape == (3, 16, 16) and s.fixed
-    s = resolve(Settings(arch=arch, preset="seed", width_mult=0.5, model_type="softmax"),
-                embedded)
+    s = resolve(Settings(arch=arch, preset="seed", width_mult=0.5, model_type="softmax"))
     assert (s.preset, s.width_mult, s.model_type) == ("seed", 0.5, "softmax")
     assert s.arch.preset == "seed" and s.arch.head.type == "softmax"
 
 
 def test_real_data_gets_the_presets_image_shape_and_bad_values_one_line():
-    s = resolve(Settings(train_rec="a.rec", theta_rec="b.rec", preset="paper"), embedded)
+    s = resolve(Settings(train_rec="a.rec", theta_rec="b.rec", preset="paper"))
     assert s.image_shape == (3, 224, 224) and s.model_type == "softmax"
     with pytest.raises(FBNetError, match="give both --train-rec"):
-        resolve(Settings(train_rec="a.rec"), embedded)
+        resolve(Settings(train_rec="a.rec"))
     with pytest.raises(FBNetError, match="--epochs must be >= 1"):
-        resolve(Settings(epochs=0), embedded)
+        resolve(Settings(epochs=0))

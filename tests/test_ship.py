@@ -8,10 +8,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fbnet_symbol.architecture import load_architecture
 from fbnet_symbol.errors import FBNetError
-from fbnet_symbol.export import check_with_onnxruntime, export
-from fbnet_symbol.search import SearchConfig, SearchRun
+from fbnet_symbol.search.run import SearchConfig, SearchRun
+from fbnet_symbol.ship.export import check_with_onnxruntime, export
+from fbnet_symbol.space.architecture import load_architecture
 from tests.conftest import ROOT
 
 ENV = {k: v for k, v in os.environ.items() if k != "MXNET_ENGINE_TYPE"}
@@ -53,14 +53,14 @@ def test_sample_argmax_and_distinct_samples(tiny_data, tmp_path):
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     top = summary["architectures"][0]
-    assert top["blocks"] == run.net.argmax_blocks(run.theta())
+    assert top["blocks"] == run.task.net.argmax_blocks(run.task.net.split_theta(run.trainer.params()[0]))
     # the table's prediction and an independent sum over P_theta's chosen entries
-    want = sum(run.table.cost(run.layout, l.index, b) for l, b in zip(run.layout.layers, top["blocks"]))
+    want = sum(run.task.table.cost(run.task.layout, l.index, b) for l, b in zip(run.task.layout.layers, top["blocks"]))
     assert top["latency_blocks_ms"] == pytest.approx(want)
-    assert top["latency_ms"] == pytest.approx(run.table.predict(
-        load_architecture(top["file"]), run.layout))
-    probs = run.net.probabilities(run.theta())
-    p = np.prod([probs[l.name][l.candidates.index(b)] for l, b in zip(run.layout.layers, top["blocks"])])
+    assert top["latency_ms"] == pytest.approx(run.task.table.predict(
+        load_architecture(top["file"]), run.task.layout))
+    probs = run.task.net.probabilities(run.task.net.split_theta(run.trainer.params()[0]))
+    p = np.prod([probs[l.name][l.candidates.index(b)] for l, b in zip(run.task.layout.layers, top["blocks"])])
     assert top["probability"] == pytest.approx(p, rel=1e-4)
     assert load_architecture(top["file"]).blocks == tuple(top["blocks"])
     assert (tmp_path / "a" / "distribution.png").is_file()
@@ -112,7 +112,7 @@ def test_train_fixed_architecture_deploy_and_export(tiny_data, tmp_path, head):
 
 
 def test_resume_fixed_architecture(tiny_data, tmp_path):
-    from fbnet_symbol.search import StopRequested
+    from fbnet_symbol.search.run import StopRequested
     arch = load_architecture("fbnet_b").replace(preset="seed", width_mult=0.25)
 
     def cfg(out, **kw):
@@ -126,7 +126,7 @@ def test_resume_fixed_architecture(tiny_data, tmp_path):
         SearchRun(cfg(tmp_path / "k")).run(stop_after_steps=4)
     resumed = SearchRun(cfg(tmp_path / "k", load_model_path=str(tmp_path / "k")))
     resumed.run()
-    a, b = full.params()[0], resumed.params()[0]
+    a, b = full.trainer.params()[0], resumed.trainer.params()[0]
     for name in a:
         np.testing.assert_allclose(a[name].asnumpy(), b[name].asnumpy(), rtol=1e-5, atol=1e-6)
     other = load_architecture("fbnet_c").replace(preset="seed", width_mult=0.25)
@@ -147,14 +147,14 @@ def test_deformable_network_is_refused_by_the_exporter(tiny_data, tmp_path):
     with pytest.raises(FBNetError, match="deformable convolution"):
         export(str(out), str(tmp_path / "x.onnx"))
     assert not (tmp_path / "x.onnx").exists()
-    res = subprocess.run([sys.executable, "-m", "fbnet_symbol.export", "--load-model-path",
+    res = subprocess.run([sys.executable, "-m", "fbnet_symbol.ship.export", "--load-model-path",
                           str(out), "--output", str(tmp_path / "x.onnx")], cwd=ROOT, env=ENV,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "deformable" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_sample_reads_a_seed_format_theta_file(tmp_path):
-    from fbnet_symbol.search_space import decode_space
+    from fbnet_symbol.space.spaces import decode_space
     layout = decode_space("fbnet", "seed")
     rng = np.random.RandomState(0)
     rows = [rng.normal(0, 3, len(l.candidates)) for l in layout.layers]

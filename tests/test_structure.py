@@ -1,33 +1,97 @@
-"""The package's shape: no import loop between its modules, and each module says its job."""
+"""The package's shape: which part may import which, no import loop, each module says its job, none too long."""
 import ast
 import os
+
+import pytest
 
 from tests.conftest import ROOT
 
 PACKAGE = os.path.join(ROOT, "fbnet_symbol")
 
+# Who may import whom, by part (a subpackage; the package's top-level modules are "base",
+# "settings" and the seed's names). A part may import itself and what is listed; the
+# layers run from base (no part) up to search (every part).
+ALLOWED = {
+    "base": set(),                          # errors, fileio, threads, cli, checkpoint
+    "space": {"base"},                      # what a network is, its input's pixels included
+    "data": {"base", "space"},              # RecordIO files and the reader
+    "dist": {"base"},                       # devices, kvstore, launcher
+    "ship": {"base", "space", "data"},      # exports
+    "latency": {"base", "space", "dist"},   # tables
+    "faces": {"base", "space", "data", "ship", "dist"},  # face files, verification
+    "train": {"base", "space", "data", "dist"},          # the loop, knowing no task
+    "settings": {"base", "space"},                       # the CLI layer's one source
+    "search": {"base", "space", "data", "dist", "ship", "latency", "faces", "train",
+               "settings"},
+    "seed": {"base", "space", "search", "train"},        # FBNet.py, blocks.py, util.py ...
+}
+TOP = {"errors": "base", "fileio": "base", "threads": "base", "cli": "base", "checkpoint": "base",
+       "settings": "settings", "FBNet": "seed", "FBNet_SE": "seed", "blocks": "seed",
+       "blocks_se": "seed", "util": "seed", "__init__": "seed"}
+MAX_TOP_MODULES = 12
+MAX_LINES = 400
 
-def module_imports():
-    """{module: set of package modules it imports}, function-level imports included."""
-    graph = {}
-    for name in sorted(os.listdir(PACKAGE)):
-        if not name.endswith(".py"):
+
+def modules():
+    """{dotted name relative to the package: path} of every module."""
+    found = {}
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                rel = os.path.relpath(os.path.join(folder, name), PACKAGE)[:-3]
+                found[rel.replace(os.sep, ".")] = os.path.join(folder, name)
+    return found
+
+
+def part_of(module):
+    """The part a module belongs to; ``None`` for a command (``__main__``): commands sit
+    above every part."""
+    if module.endswith("__main__"):
+        return None
+    head = module.split(".")[0]
+    return TOP[head] if "." not in module else head
+
+
+def imported(module, path, known):
+    """Package modules ``module`` imports, function-level imports included."""
+    package = module.split(".")[:-1]  # the package a relative import starts from
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    deps = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
             continue
-        module = name[:-3]
-        with open(os.path.join(PACKAGE, name)) as f:
-            tree = ast.parse(f.read())
-        deps = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                if node.module:
-                    deps.add(node.module.split(".")[0])
-                else:  # from . import a, b
-                    deps.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
-                    "fbnet_symbol."):
-                deps.add(node.module.split(".")[1])
-        graph[module] = deps - {module, "__init__"}
-    return graph
+        if node.level:
+            target = package[:len(package) - (node.level - 1)] + (node.module or "").split(".")
+        elif (node.module or "").split(".")[0] == "fbnet_symbol":
+            target = node.module.split(".")[1:]
+        else:
+            continue
+        target = ".".join(t for t in target if t)
+        for alias in node.names:  # "from . import theta" imports a module
+            name = (target + "." if target else "") + alias.name
+            if name in known:
+                deps.add(name)
+            else:
+                deps.add(target if target in known else (target + "." if target else "")
+                         + "__init__")
+    return deps & set(known)
+
+
+def import_graph():
+    known = modules()
+    return {m: imported(m, p, known) - {m} for m, p in known.items()}
+
+
+def layering_violations(graph):
+    bad = []
+    for module, deps in sorted(graph.items()):
+        mine = part_of(module)
+        for dep in sorted(deps):
+            theirs = part_of(dep)
+            if mine is not None and theirs != mine and theirs not in ALLOWED[mine]:
+                bad.append("%s (%s) imports %s (%s)" % (module, mine, dep, theirs))
+    return bad
 
 
 def find_cycle(graph):
@@ -55,22 +119,42 @@ def find_cycle(graph):
     return None
 
 
+def test_every_part_imports_only_the_parts_below_it():
+    graph = import_graph()
+    assert "train.trainer" in graph and "search.task" in graph["search.run"]
+    assert "space.network" in graph["train.trainer"]  # the reader sees real imports
+    assert layering_violations(graph) == []
+    # the check does catch a part reaching up
+    assert layering_violations(dict(graph, **{"space.network": {"search.supernet"}}))
+    assert layering_violations(dict(graph, **{"train.trainer": {"settings"}}))
+
+
 def test_the_package_has_no_import_loop():
-    graph = module_imports()
-    assert "trainer" in graph and "search_task" in graph["search"]
+    graph = import_graph()
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
-    # the checker does find a loop when there is one
-    assert find_cycle(dict(graph, data={"search"})) is not None
+    assert find_cycle(dict(graph, **{"data.check": {"search.run"}})) is not None
 
 
-def test_the_trainer_knows_no_task():
-    assert not module_imports()["trainer"] & {"search_task", "train_task", "supernet",
-                                              "child", "search"}
+def test_the_trainer_knows_no_task_and_the_model_no_settings():
+    graph = import_graph()
+    assert not {d for d in graph["train.trainer"] if d.startswith(("search.", "train.task"))}
+    assert "settings" not in graph["search.supernet"] | graph["space.network"]
 
 
-def test_every_module_states_its_job_in_its_first_line():
-    for name in sorted(os.listdir(PACKAGE)):
-        if name.endswith(".py"):
-            with open(os.path.join(PACKAGE, name)) as f:
-                first = f.readline()
-            assert first.startswith('"""') and len(first.strip()) > 10, name
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_every_module_states_its_job_and_stays_short(module):
+    path = modules()[module]
+    with open(path) as f:
+        text = f.read()
+    first = text.split("\n", 1)[0]
+    assert first.startswith('"""') and len(first.strip()) > 10, module
+    assert text.count("\n") <= MAX_LINES, "%s has %d lines" % (module, text.count("\n"))
+
+
+def test_the_top_of_the_package_holds_few_modules():
+    top = [m for m in modules() if "." not in m and m != "__init__"]
+    assert set(top) <= set(TOP) and len(top) <= MAX_TOP_MODULES, top
+    for folder in sorted(os.listdir(PACKAGE)):  # every part opens with its job
+        init = os.path.join(PACKAGE, folder, "__init__.py")
+        if os.path.isdir(os.path.join(PACKAGE, folder)) and os.path.isfile(init):
+            assert folder in ALLOWED, folder

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from fbnet_symbol.latency.timing import QUICK
+from fbnet_symbol.search.study import pareto_front, run_study, summarise
 from fbnet_symbol.settings import Settings, resolve
-from fbnet_symbol.study import pareto_front, run_study, summarise
-from fbnet_symbol.timing import QUICK
 
 
 def test_pareto_front_and_summary_on_known_numbers():

@@ -3,9 +3,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from fbnet_symbol.latency import load_table
-from fbnet_symbol.network import freeze_batchnorm
-from fbnet_symbol.supernet import supernet_class
+from fbnet_symbol.latency.table import load_table
+from fbnet_symbol.search.supernet import Supernet
+from fbnet_symbol.space.network import freeze_batchnorm
 from tests.conftest import synthetic_lut
 
 B = 4
@@ -18,8 +18,8 @@ def make(tmp_path, alpha=0.2, loss_form="add", noise="batch", lut_scale=1.0, spa
     table = load_table(synthetic_lut(tmp_path / "lut.txt", space=space, width_mult=width,
                                      preset=preset, image_shape=SHAPE))
     table.values = [[v * lut_scale for v in row] for row in table.values]
-    net = supernet_class(space)(3, table, preset, SHAPE, width, alpha=alpha,
-                                loss_form=loss_form, noise=noise)
+    net = Supernet(3, table, preset, SHAPE, width, alpha=alpha, beta=0.6, loss_form=loss_form,
+                   noise=noise, theta_init=1.0, space=space)
     sym = freeze_batchnorm(net.symbol) if frozen_bn else net.symbol
     mod = mx.mod.Module(sym, data_names=net.input_names, label_names=["softmax_label"])
     mod.bind(net.input_descs(B), net.label_descs(B))

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from fbnet_symbol import theta as theta_
 from fbnet_symbol.errors import FBNetError
-from fbnet_symbol.latency import LatencyTable
-from fbnet_symbol.search_space import decode_space
+from fbnet_symbol.latency.table import LatencyTable
+from fbnet_symbol.search import theta as theta_
+from fbnet_symbol.space.spaces import decode_space
 
 
 @pytest.fixture

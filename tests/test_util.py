@@ -3,7 +3,8 @@ import os
 import numpy as np
 import pytest
 
-from fbnet_symbol.util import CosineDecayScheduler_Grad, gumbel_noise, step_rng
+from fbnet_symbol.search.supernet import gumbel_noise, step_rng
+from fbnet_symbol.train.schedules import CosineDecayScheduler_Grad
 
 
 def test_cosine_with_linear_rise_after_restarts():
@@ -50,8 +51,9 @@ def test_the_thread_count_follows_mxnets_rule():
 def test_threads_are_chosen_before_mxnet_loads():
     import subprocess
     import sys
-    from fbnet_symbol.errors import FBNetError
+
     from fbnet_symbol import threads as threads_module
+    from fbnet_symbol.errors import FBNetError
     from fbnet_symbol.threads import choose_threads, parse_threads
     assert choose_threads("2", env={"MXNET_OMP_MAX_THREADS": "3"}) == (2, "--threads")
     assert choose_threads("auto", env={"OMP_NUM_THREADS": "3"})[0] == 3
@@ -63,11 +65,11 @@ def test_threads_are_chosen_before_mxnet_loads():
     # the CLIs parse their settings (test.py's parser included) without loading MXNet, so
     # that use_threads can still set its count
     code = ("import sys, fbnet_symbol, fbnet_symbol.settings as s, fbnet_symbol.cli as c, "
-            "fbnet_symbol.architecture, fbnet_symbol.latency;"
+            "fbnet_symbol.space.architecture, fbnet_symbol.latency.table;"
             "s.build_parser(c.ArgumentParser).parse_args(['--threads', '3']);"
             "assert 'mxnet' not in sys.modules, 'mxnet loaded';"
             "from fbnet_symbol.threads import use_threads; use_threads(3);"
-            "from fbnet_symbol.devices import runtime_info; print(runtime_info()['omp_threads'])")
+            "from fbnet_symbol.dist.devices import runtime_info; print(runtime_info()['omp_threads'])")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",
                                                             "MXNET_OMP_MAX_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
@@ -79,7 +81,7 @@ def test_a_run_records_its_thread_count(tmp_path):
     import subprocess
     import sys
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS",)}
-    code = ("from fbnet_symbol.devices import runtime_info; print(runtime_info()['omp_threads'])")
+    code = ("from fbnet_symbol.dist.devices import runtime_info; print(runtime_info()['omp_threads'])")
     out = subprocess.run([sys.executable, "-c", code], env=dict(env, MXNET_OMP_MAX_THREADS="3"),
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["3"], out.stderr[-500:]

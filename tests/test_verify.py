@@ -32,7 +32,7 @@ def _reference_accuracy(dist, issame):
 
 
 def test_kfold_threshold_search_matches_an_independent_computation():
-    from fbnet_symbol.verify import fold_slices, verification_accuracy
+    from fbnet_symbol.faces.verify import fold_slices, verification_accuracy
     rng = np.random.RandomState(0)
     n = 605  # folds of 61 and 60: the uneven split scikit-learn's KFold makes
     issame = rng.rand(n) < 0.5
@@ -48,8 +48,9 @@ def test_kfold_threshold_search_matches_an_independent_computation():
 
 
 def test_known_distances_give_known_scores():
-    from fbnet_symbol.verify import pair_distances, flip_add_normalize, tar_at_far, \
-        verification_accuracy
+    from fbnet_symbol.faces.verify import (flip_add_normalize, pair_distances, tar_at_far,
+                                           verification_accuracy)
+
     # separable at any threshold in (0.5, 1.5]: the search must find one of those
     dist = np.array([0.2, 1.6] * 50)
     issame = np.array([True, False] * 50)
@@ -73,7 +74,7 @@ def test_known_distances_give_known_scores():
 ])
 def test_bad_pair_sets_get_one_line(tmp_path, content, message):
     from fbnet_symbol.errors import FBNetError
-    from fbnet_symbol.verify import decode_pairs, load_pairs
+    from fbnet_symbol.faces.verify import decode_pairs, load_pairs
     path = tmp_path / "lfw.bin"
     path.write_bytes(content)
     with pytest.raises(FBNetError) as e:
@@ -84,7 +85,7 @@ def test_bad_pair_sets_get_one_line(tmp_path, content, message):
 def test_python2_pickles_load_as_bytes(tmp_path):
     """Old InsightFace .bin files were pickled by Python 2, whose str holds the JPEG bytes:
     protocol-0 opcodes as Python 2 writes them (unreadable without encoding='bytes')."""
-    from fbnet_symbol.verify import load_pairs
+    from fbnet_symbol.faces.verify import load_pairs
     path = tmp_path / "old.bin"
     path.write_bytes(b"((S'\\xff\\xd8'\nS'\\xff\\xd9'\nl(I01\nlt.")
     with pytest.raises(UnicodeDecodeError):
@@ -100,10 +101,11 @@ def test_a_shipped_model_and_its_fc1_export_score_the_same(tmp_path):
     import json
 
     import mxnet as mx
-    from fbnet_symbol.architecture import load_architecture
-    from fbnet_symbol.child import ChildNet
-    from fbnet_symbol.data import write_synthetic_faces
-    from fbnet_symbol.verify import Embedder
+
+    from fbnet_symbol.faces.files import write_synthetic_faces
+    from fbnet_symbol.faces.verify import Embedder
+    from fbnet_symbol.space.architecture import load_architecture
+    from fbnet_symbol.space.child import ChildNet
 
     paths = write_synthetic_faces(str(tmp_path / "faces"), identities=4, per_identity=2,
                                   size=16, pairs=20)
@@ -132,7 +134,7 @@ def test_a_shipped_model_and_its_fc1_export_score_the_same(tmp_path):
 
     scores = []
     for model in ("ship", "fc1"):
-        res = subprocess.run([sys.executable, "-m", "fbnet_symbol.verify", "--load-model-path",
+        res = subprocess.run([sys.executable, "-m", "fbnet_symbol.faces.verify", "--load-model-path",
                               str(tmp_path / model), "--bin", paths["pairs"], "--json",
                               "--batch-size", "8"],
                              cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -145,7 +147,7 @@ def test_a_shipped_model_and_its_fc1_export_score_the_same(tmp_path):
 def test_pairs_below_the_threshold_grid_are_not_called_collapsed():
     """Distances all under 0.01 read 0.5 in the 10-fold protocol; they are a collapse only
     if they do not separate the pairs either."""
-    from fbnet_symbol.verify import format_result, score
+    from fbnet_symbol.faces.verify import format_result, score
     rng = np.random.RandomState(0)
     pairs, issame, rows = 100, [], []
     for i in range(pairs):

@@ -1,0 +1,184 @@
+"""Validating RecordIO files in Python, before MXNet's C++ reader sees them.
+
+A truncated or corrupt ``.rec`` makes that reader abort the whole process (exit 134) or
+segfault (docs/mxnet-notes.md), so :func:`check_recordio` reads every record header of a
+``.rec``/``.idx`` pair (and decodes a sample of images) and turns any fault into a
+one-line :class:`~fbnet_symbol.errors.FBNetError` naming the file, the record and the fix.
+"""
+import os
+import struct
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..errors import FBNetError
+
+RECORD_MAGIC = 0xCED7230A
+LENGTH_MASK = (1 << 29) - 1
+
+
+THETA_EVERY = 5  # one image in five of each class goes to the theta split (80/20)
+
+
+def theta_images(labels, keys):
+    """The theta split of a file read in place (``--data-dir``): the 2nd, 7th, 12th...
+    image of each class, by key (a class with one image keeps it for the weights). By
+    image, not by class: the weights and theta share one classifier, so theta's
+    cross-entropy needs images of classes the weights learn. Returns a boolean mask."""
+    order = np.lexsort((keys, labels))  # by class, then key
+    classes = labels[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(classes)) + 1]
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return rank % THETA_EVERY == 1
+
+
+@dataclass
+class RecordInfo:
+    """A checked flat file (every record an image), or a split of it read in place."""
+    rec: str
+    idx: str
+    num_records: int
+    labels: np.ndarray
+    offsets: np.ndarray = None  # byte offset of each image, in file order
+    layout: str = "flat"
+    keys: np.ndarray = None     # record numbers of these images (None: 0, 1, 2, ...)
+    classes: int = None         # classes of the whole file (a split may miss some)
+    image_size: tuple = None    # (H, W) of the decoded sample, if its images all agree
+
+    @property
+    def num_classes(self):
+        if self.classes is not None:
+            return self.classes
+        return int(self.labels.max()) + 1 if len(self.labels) else 0
+
+    def image_records(self):
+        """(keys, byte offsets) of the images, for the reader."""
+        keys = np.arange(self.num_records) if self.keys is None else self.keys
+        return keys, self.offsets
+
+    def split(self):
+        """(weight split, theta split) by image inside each class (:func:`theta_images`)."""
+        keys = self.image_records()[0]
+        theta = theta_images(self.labels, keys)
+        return tuple(replace(self, num_records=int(m.sum()), labels=self.labels[m],
+                             offsets=self.offsets[m], keys=keys[m], classes=self.num_classes)
+                     for m in (~theta, theta))
+
+
+def idx_path(rec):
+    return os.path.splitext(rec)[0] + ".idx"
+
+
+def read_header(f, offset, size, rec):
+    """(label, payload length, header size) of the record at ``offset``; one-line errors."""
+    f.seek(offset)
+    head = f.read(8)
+    if len(head) < 8:
+        raise FBNetError("%s is truncated: a record at byte %d is cut off; re-pack the data "
+                         "(python -m fbnet_symbol.data pack ...)" % (rec, offset))
+    magic, lrec = struct.unpack("<II", head)
+    if magic != RECORD_MAGIC:
+        raise FBNetError("%s is corrupt: no record starts at byte %d (the .idx may belong to "
+                         "another file); re-pack the data or rebuild the index with "
+                         "python -m fbnet_symbol.data index %s" % (rec, offset, rec))
+    length, cflag = lrec & LENGTH_MASK, lrec >> 29
+    if cflag != 0:
+        raise FBNetError("%s has a multi-part record at byte %d, which is not supported; "
+                         "re-pack the data with python -m fbnet_symbol.data pack" % (rec, offset))
+    if offset + 8 + length > size:
+        raise FBNetError("%s is truncated: the record at byte %d needs %d bytes but the file "
+                         "ends at %d; re-pack the data" % (rec, offset, length, size))
+    if length < 24:
+        raise FBNetError("%s is corrupt: the record at byte %d is too short for an image "
+                         "header; re-pack the data" % (rec, offset))
+    flag, label, _, _ = struct.unpack("<IfQQ", f.read(24))
+    header = 24
+    if flag > 0:  # a label array follows the fixed header; the first entry is the class
+        if length < 24 + 4 * flag:
+            raise FBNetError("%s is corrupt: the record at byte %d has a bad label header"
+                             % (rec, offset))
+        label = struct.unpack("<f", f.read(4))[0]
+        header += 4 * flag
+    return label, length, header
+
+
+def read_index(idx, rec):
+    if not os.path.isfile(idx):
+        raise FBNetError("no index %s beside %s; build it with: python -m fbnet_symbol.data "
+                         "index %s" % (idx, rec, rec))
+    offsets = []
+    with open(idx) as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            try:
+                offsets.append(int(parts[1]))
+            except (IndexError, ValueError):
+                raise FBNetError("%s line %d is not 'key<TAB>offset'; rebuild it with: "
+                                 "python -m fbnet_symbol.data index %s" % (idx, n, rec)) from None
+    return offsets
+
+
+def check_recordio(rec, idx=None, decode_samples=16, what="data", offsets=None):
+    """Validate a ``.rec``/``.idx`` pair and return its labels. Raises :class:`FBNetError`.
+    ``offsets``: the index's offsets in file order, if already read."""
+    import cv2
+
+    if not rec or not os.path.isfile(rec):
+        raise FBNetError("%s file %s does not exist; give an existing .rec (pack an image "
+                         "folder with python -m fbnet_symbol.data pack DIR OUT)" % (what, rec))
+    idx = idx or idx_path(rec)
+    offsets = read_index(idx, rec) if offsets is None else offsets
+    if not offsets:
+        raise FBNetError("%s %s has no records; pack some images into it" % (what, rec))
+    size = os.path.getsize(rec)
+    labels = np.empty(len(offsets), dtype=np.float64)
+    sample = set(np.linspace(0, len(offsets) - 1, min(decode_samples, len(offsets))).astype(int))
+    sizes = set()
+    with open(rec, "rb") as f:
+        for i, off in enumerate(offsets):
+            if off < 0 or off >= size:
+                raise FBNetError("%s points past the end of %s (offset %d of %d bytes); the two "
+                                 "files do not match: rebuild the index" % (idx, rec, off, size))
+            label, length, header = read_header(f, off, size, rec)
+            labels[i] = label
+            if i in sample:
+                f.seek(off + 8 + header)
+                img = cv2.imdecode(np.frombuffer(f.read(length - header), np.uint8),
+                                   cv2.IMREAD_COLOR)
+                if img is None:
+                    raise FBNetError("%s: record %d (byte %d) is not a decodable image; "
+                                     "re-pack the data" % (rec, i, off))
+                sizes.add(img.shape[:2])
+    if not np.all(np.isfinite(labels)) or (labels < 0).any() or \
+            not np.all(labels == np.round(labels)):
+        raise FBNetError("%s has labels that are not non-negative integers; labels must be "
+                         "class indices 0..C-1" % rec)
+    return RecordInfo(rec, idx, len(offsets), labels.astype(np.int64),
+                      np.asarray(offsets, np.int64),
+                      image_size=sizes.pop() if len(sizes) == 1 else None)
+
+
+def read_record(fd, offset, size, rec, key):
+    """(label array, payload bytes) of the record at ``offset``; thread-safe (``pread``)."""
+    head = os.pread(fd, 8, offset) if offset + 8 <= size else b""
+    if len(head) < 8:
+        raise FBNetError("%s: record %d points past the end of the file (byte %d of %d); the "
+                         ".idx belongs to another file: rebuild it or re-pack" % (rec, key,
+                                                                                  offset, size))
+    magic, lrec = struct.unpack("<II", head)
+    length = lrec & LENGTH_MASK
+    if magic != RECORD_MAGIC or lrec >> 29 != 0 or length < 24 or offset + 8 + length > size:
+        raise FBNetError("%s: record %d (byte %d) is corrupt or truncated; re-pack the data"
+                         % (rec, key, offset))
+    body = os.pread(fd, length, offset + 8)
+    flag, label, _, _ = struct.unpack("<IfQQ", body[:24])
+    if flag > 0:
+        if length < 24 + 4 * flag:
+            raise FBNetError("%s: record %d (byte %d) has a bad label header; re-pack the "
+                             "data" % (rec, key, offset))
+        labels = np.frombuffer(body[24:24 + 4 * flag], dtype=np.float32)
+        return labels, body[24 + 4 * flag:]
+    return np.array([label], dtype=np.float32), body[24:]

@@ -1,0 +1,1 @@
+"""Latency lookup tables: files and checks against a space (:mod:`.table`), measuring one (:mod:`.measure`), validating it against whole networks (:mod:`.validate`), interleaved timing (:mod:`.timing`)."""

@@ -1,0 +1,110 @@
+"""The entry point of a run: settings in, a search or a fixed-architecture training out.
+
+    from fbnet_symbol.search import SearchConfig, SearchRun
+    summary = SearchRun(SearchConfig(train_rec="train.rec", theta_rec="theta.rec")).run()
+
+:class:`SearchRun` resolves the settings (:func:`~fbnet_symbol.settings.resolve`), sets up
+devices, kvstore and data (:class:`~fbnet_symbol.train.run_env.RunEnv`), picks the task
+and its report — the FBNet search (:class:`~fbnet_symbol.search.task.SearchTask`,
+:class:`~fbnet_symbol.search.report.SearchReport`), or with ``arch`` the training of that
+architecture (:class:`~fbnet_symbol.train.task.TrainTask`, ``TrainReport``) — and hands
+them to the :class:`~fbnet_symbol.train.trainer.Trainer` with the run's evaluations. What
+it built is public: :attr:`settings`, :attr:`env`, :attr:`task`, :attr:`trainer`.
+"""
+import logging
+import os
+from dataclasses import replace
+
+from ..data.digits import embedded_digits
+from ..data.insightface import data_folder, folder_image_shape
+from ..errors import FBNetError
+from ..faces.verify import verification_evaluation
+from ..settings import Settings, resolve
+from ..threads import choose_threads, omp_threads, use_threads
+from ..train.evaluation import top1_evaluation
+from ..train.run_env import RunEnv
+from ..train.task import TrainReport, TrainTask
+from ..train.trainer import Callback, StopRequested, Trainer  # noqa: F401 (StopRequested: API)
+from .report import SearchReport
+from .task import SearchTask
+
+logger = logging.getLogger(__name__)
+
+SearchConfig = Settings  # the name this API had first
+
+
+def resolve_run(settings):
+    """The settings of a run: its data files located (``--data-dir``'s train.rec, pair sets
+    and face size; the embedded digits when no file is given), every default filled
+    (:func:`~fbnet_symbol.settings.resolve`). ``settings`` is not changed."""
+    s = settings
+    verify = [v for v in (s.verify.split(",") if isinstance(s.verify, str) else s.verify or ())
+              if v]
+    if s.data_dir:
+        if s.train_rec or s.theta_rec:
+            raise FBNetError("give --data-dir or --train-rec/--theta-rec, not both")
+        train, verify = data_folder(s.data_dir, verify)
+        # theta is split off train.rec by image (RunEnv)
+        s = replace(s, train_rec=train, theta_rec=train,
+                    image_shape=s.image_shape or folder_image_shape(s.data_dir))
+    for v in verify:
+        if not os.path.isfile(v):
+            raise FBNetError("--verify %s does not exist; give a .bin pair set (lfw.bin, ...) "
+                             "or make one with python -m fbnet_symbol.data make-pairs" % v)
+    s = resolve(replace(s, verify=tuple(verify)))
+    if s.embedded:
+        paths = embedded_digits()
+        s = replace(s, train_rec=paths["train"], theta_rec=paths["theta"],
+                    val_rec=s.val_rec or paths["val"])
+    return s
+
+
+class SearchRun:
+    """One run. ``settings`` is not changed; :attr:`settings` holds the resolved copy."""
+
+    def __init__(self, settings, evaluations=None):
+        s = self.settings = resolve_run(settings)
+        use_threads(choose_threads(s.threads)[0])  # warns if MXNet keeps another
+        self.env = RunEnv(s, ("train",) if s.fixed else ("train", "theta"))
+        if s.fixed:
+            self.task = TrainTask(self.env)
+            report = TrainReport(self.task, self.env.out)
+        else:
+            self.task = SearchTask(self.env)
+            report = SearchReport(self.task, self.env.out)
+        if evaluations is None:
+            evaluations = []
+            if "val" in self.env.data:  # evaluations run on rank 0, which alone checks val
+                evaluations.append(top1_evaluation(self.env.data["val"], self.env.image_shape))
+            if s.verify and self.env.writer:
+                evaluations.append(verification_evaluation(s.verify, self.env.image_shape,
+                                                           self.env.progress))
+        self.trainer = Trainer(self.env, self.task, evaluations,
+                               [_RunLog(self.env, self.task), report])
+
+    def run(self, stop_after_steps=None):
+        """Train to the last epoch; returns a summary dict (see :meth:`Trainer.run`)."""
+        return self.trainer.run(stop_after_steps)
+
+
+class _RunLog(Callback):
+    """The run's opening log line and the summary keys every run has."""
+
+    def __init__(self, env, task):
+        self.env, self.task = env, task
+
+    def on_start(self):
+        s, env = self.env.settings, self.env
+        splits = dict.fromkeys(self.task.split(stage) for stage in self.task.stages(s.epochs - 1))
+        logger.info("%s %s/%s at %s on %s (%d threads): %d classes, batch %d, %d epochs "
+                    "(%d warm-up), %s images",
+                    "training %s from scratch:" % (s.arch.name or "the architecture")
+                    if s.fixed else "searching", s.space, s.preset,
+                    "x".join(map(str, env.image_shape)), ",".join(map(str, env.contexts)),
+                    omp_threads(), env.num_classes, s.batch_size, s.epochs, s.warmup_epochs,
+                    " / ".join("%d %s" % (env.data[split].num_records, split)
+                               for split in splits))
+
+    def summary(self, history):
+        last = history[-1] if history else {}
+        return {"arch": os.path.join(self.env.out, "arch.json"), "val_acc": last.get("val_acc")}

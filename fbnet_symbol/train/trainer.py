@@ -1,0 +1,366 @@
+"""The training loop shared by the search and fixed-architecture training; a task fills in the rest.
+
+Per epoch the trainer runs the task's stages (:meth:`Task.stages`: the search runs
+``weight`` then ``theta``; a fixed network only ``weight``), one pass over each stage's
+split, then averages BN statistics over workers, checks that they agree, runs the
+evaluations, lets the task write its files and checkpoints. Only the trainer knows about
+alternation, checkpoints and resume; only the task knows what is being trained.
+
+Several optimizers over one graph (docs/mxnet-notes.md): a *master* Module owns the
+parameters; one Module per stage is bound with ``shared_module=master`` and trains its
+parameter group with the others fixed. The ``weight`` Module owns the kvstore; the other
+groups' gradients are summed through it by hand. Every Module updates locally
+(``MXNET_UPDATE_ON_KVSTORE=0``, set by the package), so every optimizer's state lives in
+an updater that a checkpoint saves whole.
+"""
+import abc
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import mxnet as mx
+import numpy as np
+
+from ..cli import open_log_files
+from ..dist.cluster import (HandReducedModule, average_batchnorm_statistics, check_workers_agree,
+                            exactly, rank_and_size)
+from ..errors import FBNetError
+from ..fileio import atomic_write_json
+from ..space.network import LABEL_NAME, freeze_batchnorm, output_names
+from ..threads import omp_threads
+from .run_state import RunState
+from .schedules import make_scheduler
+
+logger = logging.getLogger(__name__)
+
+WEIGHT = "weight"
+
+
+class StopRequested(Exception):
+    """Raised after ``run(stop_after_steps=N)`` steps, to simulate a killed run."""
+
+
+@dataclass
+class ParamGroup:
+    """Parameters trained in their own stage with their own optimizer (e.g. theta by Adam)."""
+    name: str
+    names: list
+    optimizer: str
+    params: dict
+
+
+def weight_optimizer_params(settings, batches_per_epoch):
+    """SGD for the network weights, with the ``--lr-scheduler`` schedule."""
+    return {"learning_rate": settings.lr, "momentum": settings.momentum, "wd": settings.wd,
+            "lr_scheduler": make_scheduler(settings, batches_per_epoch)}
+
+
+def bind_modules(net, contexts, batch_size, kv, seed, weight_params, groups=(),
+                 freeze_bn=False):
+    """The master Module and one Module per stage sharing its memory: ``(master, modules)``.
+
+    ``modules[WEIGHT]`` trains every parameter no group claims, by SGD with
+    ``weight_params``, and owns ``kv``; each :class:`ParamGroup` gets a Module whose
+    gradients are summed through ``kv`` by hand. Parameters are initialised (Xavier; the
+    variables' own initialisers for theta and offsets) and every optimizer created before
+    any step — a late ``init_optimizer`` can push stale parameters. ``batch_size`` is per
+    worker; gradients are averaged over all workers' samples.
+    """
+    rescale = 1.0 / (batch_size * rank_and_size(kv)[1])
+    sym = freeze_batchnorm(net.symbol) if freeze_bn else net.symbol
+    names = dict(data_names=net.input_names, label_names=[LABEL_NAME], context=contexts)
+    descs = (net.input_descs(batch_size), net.label_descs(batch_size))
+    master = mx.mod.Module(sym, **names)
+    master.bind(*descs)
+    mx.random.seed(seed)
+    np.random.seed(seed)
+    master.init_params(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
+    claimed = {n for g in groups for n in g.names}
+    modules = {WEIGHT: mx.mod.Module(sym, fixed_param_names=sorted(claimed), **names)}
+    modules[WEIGHT].bind(*descs, shared_module=master)
+    modules[WEIGHT].init_optimizer(kvstore=kv, optimizer="sgd",
+                                   optimizer_params=dict(weight_params, rescale_grad=rescale))
+    for g in groups:
+        others = [n for n in master._param_names if n not in set(g.names)]
+        mod = HandReducedModule(sym, fixed_param_names=others, reducer=kv, **names)
+        mod.bind(*descs, shared_module=master)
+        mod.init_optimizer(kvstore=None, optimizer=g.optimizer,
+                           optimizer_params=dict(g.params, rescale_grad=rescale))
+        modules[g.name] = mod
+    return master, modules
+
+
+class Task(abc.ABC):
+    """What is trained: the graph, its parameter groups, the stages of an epoch and the split
+    each reads, the batches. Subclasses: the FBNet search (:mod:`fbnet_symbol.search.task`)
+    and fixed-architecture training (:mod:`fbnet_symbol.train.task`); what a run reports or
+    writes is a :class:`Callback`'s job."""
+
+    checkpoint_prefix = "model"
+    net = None  # symbol, input_names, input_descs(batch), label_descs(batch)
+    # graph outputs averaged per stage besides logits and CE: {record key: output name}
+    averaged_outputs = {}
+
+    def param_groups(self):
+        """Parameter groups trained in stages of their own (the rest: the ``weight`` stage)."""
+        return []
+
+    def stages(self, epoch):
+        return [WEIGHT]
+
+    def split(self, stage):
+        """The data split a stage trains on."""
+        return "train"
+
+    @abc.abstractmethod
+    def batch(self, data, label, valid, epoch, step):
+        """The DataBatch of one training step."""
+
+    def eval_batch(self, data, label, valid, epoch):
+        return self.batch(data, label, valid, epoch, 0)
+
+    def epoch_values(self, epoch):
+        """Values the epoch trains with, e.g. ``{"temperature": T}``: recorded, and shown
+        with every progress line."""
+        return {}
+
+    def checkpoint_meta(self, epoch):
+        return {}
+
+    def check_resume(self, meta, path):
+        """Raise :class:`FBNetError` if a checkpoint belongs to another job."""
+
+
+class Callback:
+    """Reporting around the loop (as MXNet ``fit``'s callbacks): it receives an epoch's
+    figures and parameters, never the trainer. Every method is optional."""
+
+    def on_start(self):
+        """Rank 0, bound and resumed, before the first step: files that describe the run."""
+
+    def epoch_figures(self, epoch, arg_params):
+        """Every worker, each epoch end: figures computed from the parameters, recorded."""
+        return {}
+
+    def on_epoch_end(self, epoch, record, history, arg_params, aux_params):
+        """Rank 0, each epoch end, after the record is in ``history``: write files, log."""
+
+    def summary(self, history):
+        """What the run returns, from the history."""
+        return {}
+
+
+class EpochModel:
+    """What an evaluation sees: the network at an epoch end, run forward in inference mode
+    on the task's evaluation batches; outputs by name (``logits``, ``embedding``, ...)."""
+
+    def __init__(self, trainer, epoch):
+        self._trainer, self.epoch = trainer, epoch
+        self.batch_size = trainer.settings.batch_size
+
+    def outputs(self, data, label, valid):
+        t = self._trainer
+        return t.named(t.infer(t.task.eval_batch(data, label, valid, self.epoch)))
+
+
+class Trainer:
+    """Runs a :class:`Task` on a :class:`~fbnet_symbol.train.run_env.RunEnv`.
+
+    ``evaluations``: callables ``(epoch, EpochModel) -> dict`` run on rank 0 at every epoch
+    end; their results go into the epoch's record (``history.json``). ``callbacks``:
+    :class:`Callback` objects, called in order.
+    """
+
+    def __init__(self, env, task, evaluations=(), callbacks=()):
+        self.env, self.task, self.settings = env, task, env.settings
+        self.evaluations, self.callbacks = list(evaluations), list(callbacks)
+        self.state = RunState(env.out, task.checkpoint_prefix, self.settings.keep_checkpoints)
+        self.master = self.modules = self.output_index = None
+
+    # ------------------------------------------------------------ parameters
+    def bind(self):
+        s, env = self.settings, self.env
+        self.master, self.modules = bind_modules(
+            self.task.net, env.contexts, s.batch_size, env.kv, s.seed,
+            weight_optimizer_params(s, env.steps_per_pass("train")),
+            self.task.param_groups(), s.freeze_bn)
+        # the graph's outputs by name, looked up once (their order is the graph's business)
+        self.output_index = {n: i for i, n in enumerate(output_names(self.task.net.symbol))}
+
+    def params(self):
+        """Fresh (arg, aux) parameter dicts; safe after any Module updated."""
+        mx.nd.waitall()
+        self.master._exec_group.get_params(self.master._arg_params, self.master._aux_params)
+        return self.master._arg_params, self.master._aux_params
+
+    def learning_rate(self, stage=WEIGHT):
+        return float(self.modules[stage]._updater.optimizer._get_lr(0))
+
+    def infer(self, batch):
+        """Forward a batch in inference mode; returns the graph's outputs."""
+        self.modules[WEIGHT].forward(batch, is_train=False)
+        return self.modules[WEIGHT].get_outputs()
+
+    def named(self, outputs):
+        """``{output name: NDArray}`` of a list of the graph's outputs."""
+        return {name: outputs[i] for name, i in self.output_index.items()}
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self, average=True):
+        """A checkpoint of the current position (rank 0 writes; every worker calls it, as
+        BN statistics are first averaged over workers unless ``average`` is False)."""
+        env = self.env
+        if average:
+            average_batchnorm_statistics(env.cluster, self.master._exec_group)
+        if not env.writer:
+            return
+        arg, aux = self.params()
+        meta = dict(self.task.checkpoint_meta(self.state.position[0]),
+                    num_classes=env.num_classes, config=self.settings.to_dict(),
+                    num_workers=env.num_workers)
+        self.state.save(self.task.net.symbol, arg, aux, self.modules, meta)
+
+    def _check_workers_agree(self, when):
+        epoch, stage, batch = self.state.position
+        check_workers_agree(
+            self.env.cluster, dict(self.settings.resume_view(), epochs=self.settings.epochs),
+            self.env.data_sizes(), [self.state.global_step % (1 << 24), epoch,
+                                    list(self.modules).index(stage), batch],
+            self.params()[0], when)
+
+    # ------------------------------------------------------------ the loop
+    def run(self, stop_after_steps=None):
+        """Train; returns the task's summary. ``stop_after_steps`` simulates a kill (tests)."""
+        s, env, task, state = self.settings, self.env, self.task, self.state
+        self.bind()
+        if s.load_model_path:
+            self.state.resume(s.load_model_path, self.master, self.modules,
+                              (s.resume_view(), env.num_workers, task.check_resume),
+                              env.rank if env.cluster.distributed else None)
+        open_log_files()  # bound and resumed: from here the run writes (a refused start did not)
+        if env.writer:
+            os.makedirs(env.out, exist_ok=True)
+            atomic_write_json(os.path.join(env.out, "args.json"), dict(
+                s.to_dict(), num_classes=env.num_classes, num_workers=env.num_workers,
+                omp_threads=omp_threads()))
+            for callback in self.callbacks:
+                callback.on_start()
+        self._check_workers_agree("at the start")
+        self._stop_at = None if stop_after_steps is None else state.global_step + stop_after_steps
+        start_epoch, start_stage, start_batch = state.position
+        for epoch in range(start_epoch, s.epochs):
+            record = dict(epoch=epoch, **task.epoch_values(epoch))
+            stages = task.stages(epoch)
+            for stage in stages:
+                if epoch == start_epoch and stages.index(stage) < stages.index(start_stage):
+                    continue  # finished before the checkpoint we resumed from
+                first = start_batch if (epoch == start_epoch and stage == start_stage) else 0
+                record.update(self._run_stage(epoch, stage, first))
+            self._end_epoch(epoch, record)
+        summary = dict(save_model_path=env.out, checkpoint=state.last_checkpoint,
+                       rank=env.rank, num_workers=env.num_workers)
+        for callback in self.callbacks:
+            summary.update(callback.summary(state.history))
+        return summary
+
+    def _run_stage(self, epoch, stage, start_batch):
+        from tqdm import tqdm
+
+        s, env, task, state = self.settings, self.env, self.task, self.state
+        split = task.split(stage)
+        mod = self.modules[stage]
+        it = env.iterator(split, epoch, list(self.modules).index(stage),
+                          mirror=s.rand_mirror and stage == WEIGHT)
+        total = env.steps_per_pass(split)
+        extra = task.averaged_outputs
+        sums = dict({"ce": 0.0, "correct": 0, "n": 0}, **{k: 0.0 for k in extra})
+        status = task.epoch_values(epoch)
+        read = ["logits", "ce"] + [extra[k] for k in extra]
+        positions = [self.output_index[name] for name in read]
+        bar = tqdm(total=total, initial=start_batch, disable=not env.progress, leave=False,
+                   desc="epoch %d/%d %s" % (epoch + 1, s.epochs, stage), unit="batch")
+        tick, tick_samples = time.time(), 0
+        clock = []  # (time, valid rows) at the end of each step: the loop's own throughput
+        # the batches trained before the checkpoint we resumed from are not even read
+        for b, (batch, valid) in enumerate(exactly(it.batches(start_batch), total - start_batch,
+                                                   it.empty_batch), start=start_batch):
+            mod.forward_backward(task.batch(batch.data[0], batch.label[0], valid, epoch,
+                                            state.global_step))
+            all_outputs = mod.get_outputs()
+            outputs = [all_outputs[i].asnumpy()[:valid] for i in positions]
+            logits, ce, values = outputs[0], outputs[1], outputs[2:]
+            if not all(np.isfinite(v).all() for v in outputs[1:]):
+                raise FBNetError(
+                    "the loss became %s at epoch %d, %s stage, batch %d (step %d); stopped "
+                    "before applying it. Last good checkpoint: %s. Lower --lr (or --theta-lr) "
+                    "and resume with --load-model-path %s"
+                    % ("NaN" if any(np.isnan(v).any() for v in outputs[1:]) else "infinite",
+                       epoch, stage, b, state.global_step,
+                       state.last_checkpoint or "none yet", env.out))
+            mod.update()
+            state.advance(epoch, stage, b + 1)
+            clock.append((time.perf_counter(), valid))
+            label = batch.label[0].asnumpy()[:valid]
+            sums["ce"] += float(ce.sum())
+            sums["correct"] += int((logits.argmax(axis=1) == label).sum())
+            sums["n"] += valid
+            for key, v in zip(extra, values):
+                sums[key] += float(v.sum())
+            tick_samples += valid
+            lr = self.learning_rate(stage)
+            n = max(sums["n"], 1)
+            shown = ["%s %.3f" % (key, sums[key] / n) for key in extra]
+            bar.set_postfix_str("loss %.3f acc %.3f %s lr %.2g %s" % (
+                sums["ce"] / n, sums["correct"] / n, " ".join(shown), lr,
+                " ".join("%s %.2f" % kv for kv in status.items())), refresh=False)
+            bar.update()
+            if s.log_frequence and (b + 1) % s.log_frequence == 0:
+                now = time.time()
+                logger.info("epoch %d %s batch %d/%d: CE %.4f acc %.4f %s lr %.3g %s, %.1f "
+                            "samples/s", epoch, stage, b + 1, total, sums["ce"] / n,
+                            sums["correct"] / n, " ".join(shown), lr,
+                            " ".join("%s %.3f" % kv for kv in status.items()),
+                            tick_samples / max(now - tick, 1e-9))
+                tick, tick_samples = now, 0
+            if s.save_frequence and state.global_step % s.save_frequence == 0:
+                self.save()
+            if self._stop_at is not None and state.global_step >= self._stop_at:
+                bar.close()
+                raise StopRequested(state.global_step)
+        bar.close()
+        # timed from the end of the first step (warm-up excluded), waiting for data included
+        sums["seconds"] = clock[-1][0] - clock[0][0] if len(clock) > 1 else 0.0
+        sums["timed"] = sum(valid for _, valid in clock[1:])
+        if env.cluster.distributed:  # the logs of record speak for every worker's images
+            keys = sorted(sums)
+            sums = dict(zip(keys, env.cluster.allreduce([sums[k] for k in keys],
+                                                        "stage_sums").tolist()))
+        n = max(sums["n"], 1)
+        out = {"%s_ce" % stage: sums["ce"] / n, "%s_acc" % stage: sums["correct"] / n}
+        out.update({"%s_%s" % (stage, key): sums[key] / n for key in extra})
+        if sums["seconds"] > 0:  # images per second of all workers together
+            out["%s_samples_per_s" % stage] = sums["timed"] * env.num_workers / sums["seconds"]
+        return out
+
+    def _end_epoch(self, epoch, record):
+        env, state = self.env, self.state
+        state.position = (epoch + 1, WEIGHT, 0)
+        if env.cluster.distributed:
+            average_batchnorm_statistics(env.cluster, self.master._exec_group)
+            self._check_workers_agree("after epoch %d" % epoch)
+        arg, aux = self.params()
+        for callback in self.callbacks:
+            record.update(callback.epoch_figures(epoch, arg))
+        record.update(lr=self.learning_rate(), global_step=state.global_step)
+        if env.writer:
+            model = EpochModel(self, epoch)
+            for evaluate in self.evaluations:
+                record.update(evaluate(epoch, model))
+        state.record_epoch(record)
+        if env.writer:
+            atomic_write_json(os.path.join(env.out, "history.json"), state.history)
+            for callback in self.callbacks:
+                callback.on_epoch_end(epoch, record, state.history, *self.params())
+        self.save(average=False)
+
