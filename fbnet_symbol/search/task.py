@@ -1,11 +1,12 @@
-"""The FBNet search as a trainer task: supernet, latency table, theta by Adam, Gumbel noise, θ files.
+"""The FBNet search as a trainer task: the supernet, its latency table, θ by Adam, the Gumbel noise.
 
 Per epoch (paper, section 3.3): ``--warmup-epochs`` of weight training only, then one
 pass of weight training on the weight split followed by one pass of theta training on the
 theta split; the Gumbel temperature is ``T0 * decay**epoch``. The Gumbel noise of a step
-is a pure function of (seed, global step) (:func:`~fbnet_symbol.search.supernet.step_rng`), drawn
-for the whole step of all workers, so every worker and a resumed run see the same noise.
-What the search writes and reports each epoch is :class:`~fbnet_symbol.search.report.SearchReport`'s.
+is a pure function of (seed, global step)
+(:func:`~fbnet_symbol.search.supernet.step_rng`), drawn for the whole step of all
+workers, so every worker and a resumed run see the same noise. What the search writes and
+reports each epoch: :class:`~fbnet_symbol.search.report.SearchReport`.
 """
 import logging
 

@@ -1,10 +1,12 @@
-"""The training loop shared by the search and fixed-architecture training; a task fills in the rest.
+"""The training loop shared by the search and fixed-architecture training; a task says what is trained.
 
 Per epoch the trainer runs the task's stages (:meth:`Task.stages`: the search runs
 ``weight`` then ``theta``; a fixed network only ``weight``), one pass over each stage's
-split, then averages BN statistics over workers, checks that they agree, runs the
-evaluations, lets the task write its files and checkpoints. Only the trainer knows about
-alternation, checkpoints and resume; only the task knows what is being trained.
+split, then averages BN statistics over workers, checks that they agree, asks the
+callbacks for the epoch's figures, runs the evaluations, hands the record to the callbacks
+and checkpoints. Only the trainer knows about alternation, checkpoints and resume; only
+the task knows what is trained; only the callbacks write reports (:class:`Callback`).
+Graph outputs are read by name (``logits``, ``ce``, ...), looked up once at bind time.
 
 Several optimizers over one graph (docs/mxnet-notes.md): a *master* Module owns the
 parameters; one Module per stage is bound with ``shared_module=master`` and trains its
