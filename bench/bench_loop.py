@@ -20,7 +20,6 @@ rounds alternate, as this machine's speed drifts within minutes. ``--stream`` ma
 reader decode every batch instead of serving the small bench set from memory (what a data
 set larger than the reader's memory cache gets).
 """
-import argparse
 import json
 import os
 import subprocess
@@ -52,9 +51,9 @@ def write_bench_data(folder, size, count, seed=0):
 
 def run_loop(args):
     """One epoch of the search on a real .rec; returns the trainer's per-stage figures."""
-    from fbnet_symbol.space.spaces import decode_space, parse_image_shape
+    from fbnet_symbol.space.spaces import decode_space
 
-    shape = parse_image_shape(args.image_shape)
+    shape = args.image_shape
     with tempfile.TemporaryDirectory() as tmp:
         count = (args.steps + 1) * args.batch_size  # the first step is not timed
         train = args.train_rec or write_bench_data(tmp, shape[1], count, 0)
@@ -65,7 +64,7 @@ def run_loop(args):
             f.write("".join(" ".join(["1.0"] * len(l.candidates)) + "\n"
                             for l in layout.layers))
         argv = ["--space", args.space,
-               "--preset", args.preset, "--image-shape", args.image_shape, "--width-mult",
+               "--preset", args.preset, "--image-shape", shape_text(args), "--width-mult",
                str(args.width_mult), "--batch-size", str(args.batch_size), "--epochs", "1",
                "--warmup-epochs", "0", "--train-rec", train, "--theta-rec", theta, "--lut", lut,
                "--save-model-path", os.path.join(tmp, "out"), "--log-frequence", "0",
@@ -95,7 +94,7 @@ def run_loop(args):
 
 def run_step(args):
     cmd = [sys.executable, os.path.join(ROOT, "bench", "bench_supernet.py"), "--space",
-           args.space, "--preset", args.preset, "--image-shape", args.image_shape,
+           args.space, "--preset", args.preset, "--image-shape", shape_text(args),
            "--batch-size", str(args.batch_size), "--width-mult", str(args.width_mult),
            "--threads", str(args.threads), "--steps", str(max(3, args.steps // 2)), "--json"]
     if args.gpu:
@@ -104,21 +103,26 @@ def run_step(args):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def shape_text(args):
+    return ",".join(map(str, args.image_shape))
+
+
 def main(argv=None):
     import numpy as np
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--space", default="fbnet")
-    p.add_argument("--preset", default="paper")
-    p.add_argument("--image-shape", default="3,32,32")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--width-mult", type=float, default=1.0)
+    from fbnet_symbol.cli import ArgumentParser
+    from fbnet_symbol.settings import add_settings
+
+    p = ArgumentParser(description=__doc__.split("\n")[0])
+    # the network, device and data flags are test.py's (fbnet_symbol.settings)
+    add_settings(p, ["space", "preset", "image_shape", "batch_size", "width_mult", "threads",
+                     "gpu", "train_rec", "theta_rec"], title="as test.py", preset="search",
+                 defaults={"preset": "paper", "image_shape": "3,32,32"},
+                 helps={"gpu": "devices, as test.py (default: the CPU)",
+                        "train_rec": "time the loop on this .rec instead of generated JPEGs",
+                        "theta_rec": "with --train-rec"})
     p.add_argument("--steps", type=int, default=10, help="timed weight steps of the loop")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
-    p.add_argument("--threads", default="auto", help="as test.py --threads")
-    p.add_argument("--gpu", help="devices, as test.py (default: CPU)")
-    p.add_argument("--train-rec", help="time the loop on this .rec instead of digits")
-    p.add_argument("--theta-rec", help="with --train-rec")
     p.add_argument("--stream", action="store_true",
                    help="decode every batch (no memory cache), as a large data set is read")
     p.add_argument("--json", action="store_true")
@@ -139,7 +143,7 @@ def main(argv=None):
     med = {"%s_%s" % (kind, stage): float(np.median([r[kind]["%s_samples_per_s" % stage]
                                                      for r in rounds]))
            for kind in ("step", "loop") for stage in ("weight", "theta")}
-    result = dict(space=args.space, preset=args.preset, image_shape=args.image_shape,
+    result = dict(space=args.space, preset=args.preset, image_shape=shape_text(args),
                   batch_size=args.batch_size, width_mult=args.width_mult, threads=args.threads,
                   omp_threads=rounds[0]["loop"]["omp_threads"], stream=args.stream,
                   rounds=rounds, median=med,
@@ -152,7 +156,7 @@ def main(argv=None):
         print("%s/%s %s batch %d, %d threads, median of %d rounds: weight step data-free "
               "%.1f samples/s, in the search loop %.1f (%.2fx); theta %.1f / %.1f; peak RSS "
               "%.0f / %.0f MiB"
-              % (args.space, args.preset, args.image_shape, args.batch_size,
+              % (args.space, args.preset, shape_text(args), args.batch_size,
                  result["omp_threads"], args.rounds, med["step_weight"], med["loop_weight"],
                  result["loop_over_step"], med["step_theta"], med["loop_theta"],
                  result["peak_rss_mib_step"], result["peak_rss_mib_loop"]))

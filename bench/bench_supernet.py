@@ -8,7 +8,6 @@ Times the weight step (SGD) and the theta step (Adam) of the real search Modules
 random data — every candidate of every layer computed, as in the search — and reports
 samples/s (median over steps after warm-up) and the process's peak resident memory.
 """
-import argparse
 import dataclasses
 import json
 import os
@@ -24,9 +23,10 @@ def peak_rss_mib():
 
 
 def main(argv=None):
+    from fbnet_symbol.cli import ArgumentParser
     from fbnet_symbol.settings import add_settings, from_args
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n")[0])
     # the network and device flags are test.py's (fbnet_symbol.settings), a search's defaults
     add_settings(p, ["space", "preset", "image_shape", "batch_size", "width_mult", "gpu",
                      "threads"], title="network and devices", preset="search",

@@ -154,3 +154,37 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
     from fbnet_symbol.checkpoint import verify
     arg, _ = verify(good).load_params()
     assert all(np.isfinite(v.asnumpy()).all() for v in arg.values())
+
+
+def test_a_new_evaluation_and_callback_need_no_change_to_the_loop(tiny_data, tmp_path):
+    """Evaluations see the network at an epoch end (outputs by name); callbacks see the
+    epoch's figures and parameters; neither is handed the trainer."""
+    from fbnet_symbol.train.trainer import Callback, EpochModel
+
+    seen = []
+
+    def batch_size_and_logit_shape(epoch, model):
+        assert isinstance(model, EpochModel) and not hasattr(model, "modules")
+        data = mx.nd.zeros((model.batch_size, 3, 8, 8))
+        out = model.outputs(data, mx.nd.zeros((model.batch_size,)), model.batch_size)
+        assert set(out) == {"loss", "logits", "ce", "latency", "embedding"}
+        return {"logit_columns": int(out["logits"].shape[1])}
+
+    class Recorder(Callback):
+        def on_start(self):
+            seen.append("start")
+
+        def epoch_figures(self, epoch, arg_params):
+            return {"theta_entries": sum(v.size for k, v in arg_params.items()
+                                         if k.startswith("theta_"))}
+
+        def on_epoch_end(self, epoch, record, history, arg_params, aux_params):
+            seen.append((epoch, record["logit_columns"], record["theta_entries"],
+                         "expected_latency_ms" in record, len(history)))
+
+    run = SearchRun(config(tiny_data, tmp_path / "m", epochs=2),
+                    evaluations=[batch_size_and_logit_shape])
+    run.trainer.callbacks.append(Recorder())
+    run.run()
+    entries = sum(len(l.candidates) for l in run.task.layout.layers)
+    assert seen == ["start", (0, 3, entries, True, 1), (1, 3, entries, True, 2)]

@@ -90,3 +90,36 @@ def test_decode_errors(kwargs, fragment):
 def test_bad_image_shape(text):
     with pytest.raises(FBNetError, match="image shape"):
         parse_image_shape(text)
+
+
+def test_one_registry_names_each_spaces_blocks_and_checks_their_contract():
+    import dataclasses
+
+    from fbnet_symbol.space import blocks, blocks_se
+    from fbnet_symbol.space.spaces import SPACES, block_module
+    assert block_module("fbnet") is blocks and block_module(SPACES["fbnet_se"]) is blocks_se
+    # a block module missing part of the contract is refused with what it lacks
+    broken = dataclasses.replace(SPACES["fbnet"], name="broken",
+                                 blocks="fbnet_symbol.space.heads")
+    with pytest.raises(FBNetError, match="lacks OPS, SCALABLE_OPS, stem"):
+        block_module(broken)
+    # so is one without an op for a candidate
+    odd = dataclasses.replace(SPACES["fbnet_se"], name="odd", candidates=SPACES["fbnet"].candidates)
+    with pytest.raises(FBNetError, match=r"OPS\['ir'\]"):
+        block_module(odd)
+
+
+def test_a_registered_space_is_built_by_the_shared_code(monkeypatch):
+    """A new space is a SpaceDef and a block module: the child builder needs nothing else."""
+    import dataclasses
+
+    from fbnet_symbol.space import spaces
+    from fbnet_symbol.space.network import build_network, output_names
+    small = dataclasses.replace(spaces.FBNET, name="tiny", stages=spaces.FBNET.stages[:2])
+    monkeypatch.setitem(spaces.SPACES, "tiny", small)
+    layout = decode_space("tiny", "seed", (3, 8, 8), 0.25)
+    assert layout.num_layers == 5
+    arch = {"space": "tiny", "preset": "seed", "width_mult": 0.25, "blocks": ["k3_e1"] * 5}
+    sym = build_network(arch, 3, (3, 8, 8), mode="logits")
+    assert sym.infer_shape(data=(2, 3, 8, 8))[1] == [(2, 3)]
+    assert output_names(build_network(arch, 3, (3, 8, 8))) == ["softmax"]

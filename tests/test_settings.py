@@ -100,3 +100,34 @@ def test_real_data_gets_the_presets_image_shape_and_bad_values_one_line():
         resolve(Settings(train_rec="a.rec"))
     with pytest.raises(FBNetError, match="--epochs must be >= 1"):
         resolve(Settings(epochs=0))
+
+
+def test_every_command_takes_its_flags_from_the_settings_fields():
+    import block_speed_test
+    import sample
+    from fbnet_symbol.settings import add_settings, search_default
+
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    bst = block_speed_test.parse_args([])
+    # the same field under another flag, and a None default filled from the search preset
+    assert bst.lut_batch_size == fields["lut_batch_size"].default == 1
+    assert (bst.preset, bst.model_type, bst.width_mult) == (
+        search_default("preset"), search_default("model_type"), search_default("width_mult"))
+    assert block_speed_test.parse_args(["--batch-size", "4", "--image-shape", "3,8,8"]) \
+        .image_shape == (3, 8, 8)  # the field's own parsing
+    smp = sample.parse_args(["--theta", "t.txt"])
+    assert (smp.space, smp.preset, smp.seed) == (None, None, 0)  # unset: the search's own
+    # a command's parser and test.py's agree on a shared field's choices and help
+    p = argparse_parser()
+    add_settings(p, ["loss_form"], title="x", defaults={"loss_form": "relative"})
+    action = next(a for a in p._actions if a.dest == "loss_form")
+    test_py = next(a for a in build_parser()._actions if a.dest == "loss_form")
+    assert action.choices == test_py.choices and action.default == "relative"
+    assert action.help.startswith(fields["loss_form"].metadata["help"])
+    with pytest.raises(SystemExit):
+        block_speed_test.parse_args(["--space", "nope"])
+
+
+def argparse_parser():
+    from fbnet_symbol.cli import ArgumentParser
+    return ArgumentParser()

@@ -169,3 +169,13 @@ def test_fbnet_se_supernet_builds_and_runs(tmp_path):
     (loss, _, _, _), grads = run(net, mod, np.zeros(net.noise_shape(B)))
     assert np.isfinite(loss).all() and len(grads) == 16
     assert "deform_bottleneck" in net.layout.layers[-1].candidates
+
+
+def test_the_graphs_outputs_have_the_names_the_loop_reads(tmp_path):
+    from fbnet_symbol.space.child import ChildNet
+    from fbnet_symbol.space.network import output_names
+    net, _ = make(tmp_path)
+    assert output_names(net.symbol) == ["loss", "logits", "ce", "latency", "embedding"]
+    child = ChildNet({"space": "fbnet", "preset": "seed", "width_mult": 0.25,
+                      "blocks": ["k3_e1"] * 22}, 3, SHAPE)
+    assert output_names(child.symbol) == ["loss", "logits", "ce", "embedding"]
