@@ -44,6 +44,9 @@ def test_round_trip_txt_and_json(tmp_path):
     assert from_json.meta == table.meta and from_json.candidates == table.candidates
     assert from_txt.meta == {}
     assert len(open(txt).read().splitlines()) == 22
+    # the files users keep carry a fixed tag, whatever the module is called now
+    import json
+    assert json.load(open(js))["format"] == "fbnet_symbol.latency/1"
 
 
 def test_reads_seed_format_table(tmp_path):

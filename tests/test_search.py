@@ -53,6 +53,10 @@ def test_search_writes_its_outputs(tiny_data, tmp_path):
     assert not np.allclose(run.task.net.split_theta(run.trainer.params()[0])["layer5"], 1.0)
     ckpts = sorted(os.listdir(out / "checkpoints"))
     assert "supernet-symbol.json" in ckpts and any(c.endswith(".theta.states") for c in ckpts)
+    record = [c for c in ckpts if c.endswith(".json") and c != "supernet-symbol.json"][-1]
+    # the files users keep carry a fixed tag, whatever the module is called now
+    assert __import__("json").loads((out / "checkpoints" / record).read_text())["format"] \
+        == "fbnet_symbol.checkpoint/1"
     sym, arg, aux = mx.model.load_checkpoint(str(out / "checkpoints" / "supernet"),
                                              run.trainer.state.global_step)
     assert "theta_layer1" in arg

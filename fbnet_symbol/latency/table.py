@@ -30,7 +30,7 @@ from ..threads import omp_threads
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "fbnet_symbol.latency.table/1"
+FORMAT = "fbnet_symbol.latency/1"  # the tag of files users keep: not renamed with modules
 MIN_MS = 1e-3
 FIXED_PARTS = ("stem", "tail", "head")
 
