@@ -7,20 +7,24 @@ PYTHON ?= $(shell for c in python3.11 python3.10 python3.9 python3.8 python3; do
 	&& echo $$c && break; done)
 VENV ?= .venv
 ORT_VENV ?= .venv-ort
+TORCH_VENV ?= .venv-torch
 PY := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast env clean
+.PHONY: demo test test-fast env torch-env clean
 
 demo: $(VENV)/.installed
 	$(PY) test.py $(ARGS)
 
-test: $(VENV)/.installed $(ORT_VENV)/.installed
-	FBNET_ORT_PYTHON=$(CURDIR)/$(ORT_VENV)/bin/python $(PY) -m pytest $(PYTEST_ARGS)
+TEST_ENV = FBNET_ORT_PYTHON=$(CURDIR)/$(ORT_VENV)/bin/python \
+	FBNET_TORCH_PYTHON=$(CURDIR)/$(TORCH_VENV)/bin/python
 
-test-fast: $(VENV)/.installed $(ORT_VENV)/.installed
-	FBNET_ORT_PYTHON=$(CURDIR)/$(ORT_VENV)/bin/python $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+test: $(VENV)/.installed $(ORT_VENV)/.installed $(TORCH_VENV)/.installed
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed $(ORT_VENV)/.installed $(TORCH_VENV)/.installed
+	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 env: $(VENV)/.installed
 
@@ -43,5 +47,16 @@ $(ORT_VENV)/.installed: requirements-onnxruntime.txt
 	$(ORT_VENV)/bin/python -m pip install -q -r requirements-onnxruntime.txt
 	touch $@
 
+# the PyTorch reference of the benchmark (bench/bench_vs_torch.py; a test checks it)
+torch-env: $(TORCH_VENV)/.installed
+
+$(TORCH_VENV)/.installed: requirements-torch.txt
+	@test -n "$(PYTHON)" || { echo "error: need Python 3.8-3.11; set PYTHON=..." >&2; exit 1; }
+	rm -rf $(TORCH_VENV)
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install -q -r requirements-torch.txt
+	$(TORCH_VENV)/bin/python -c 'import torch; print("torch", torch.__version__)'
+	touch $@
+
 clean:
-	rm -rf $(VENV) $(ORT_VENV)
+	rm -rf $(VENV) $(ORT_VENV) $(TORCH_VENV)

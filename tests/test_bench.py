@@ -45,3 +45,48 @@ def test_bench_loop_reports_the_loop_beside_the_data_free_step():
     for key in ("step_weight", "step_theta", "loop_weight", "loop_theta"):
         assert result["median"][key] > 0, key
     assert result["omp_threads"] == 1 and result["loop_over_step"] > 0
+
+
+def torch_python():
+    """The separate Python with torch (``make test`` builds .venv-torch)."""
+    import pytest
+    for path in (os.environ.get("FBNET_TORCH_PYTHON"),
+                 os.path.join(ROOT, ".venv-torch", "bin", "python")):
+        if path and os.path.isfile(path):
+            return path
+    if os.environ.get("CI"):
+        pytest.fail("no PyTorch environment: .ci/run must build .venv-torch (make test)")
+    pytest.skip("no PyTorch environment; `make torch-env` builds .venv-torch")
+
+
+def test_the_pytorch_reference_is_the_same_supernet_and_is_timed_beside_ours():
+    python = torch_python()
+    count = ("import sys; sys.path[:0] = [%r, %r]; from torch_supernet import Supernet; "
+             "from fbnet_symbol.space.spaces import decode_space; "
+             "net = Supernet(decode_space('fbnet', sys.argv[1], (3, 16, 16), 0.5)); "
+             "print(sum(p.numel() for n, p in net.named_parameters() "
+             "if not n.startswith('theta')))" % (os.path.join(ROOT, "bench"), ROOT))
+    from fbnet_symbol.latency.table import LatencyTable
+    from fbnet_symbol.search.supernet import Supernet
+    from fbnet_symbol.space.spaces import decode_space
+    for preset in ("paper", "seed"):  # the same layers, candidates and parameters as ours
+        theirs = int(subprocess.run([python, "-c", count, preset], capture_output=True,
+                                    text=True, check=True).stdout.split()[-1])
+        layout = decode_space("fbnet", preset, (3, 16, 16), 0.5)
+        table = LatencyTable([[1.0] * len(l.candidates) for l in layout.layers])
+        ours = Supernet(10, table, preset, (3, 16, 16), 0.5, alpha=0.2, beta=0.6,
+                        loss_form="add", noise="batch", theta_init=1.0, space="fbnet")
+        descs = {d.name: d.shape for d in ours.input_descs(2) + ours.label_descs(2)}
+        shapes = dict(zip(ours.symbol.list_arguments(), ours.symbol.infer_shape(**descs)[0]))
+        mine = sum(int(__import__("numpy").prod(s)) for k, s in shapes.items()
+                   if k not in descs and not k.startswith("theta_"))
+        assert theirs == mine, preset
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "bench_vs_torch.py"), "--image-shape",
+         "3,8,8", "--width-mult", "0.25", "--batch-size", "2", "--steps", "1", "--rounds", "1",
+         "--torch-python", python, "--json"],
+        capture_output=True, text=True, timeout=600, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    for key in ("ours_weight", "ours_theta", "pytorch_weight", "pytorch_theta"):
+        assert result["median"][key] > 0, key
+    assert result["weight_ratio"] > 0 and result["peak_rss_mib_pytorch"] > 0

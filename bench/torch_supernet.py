@@ -1,0 +1,179 @@
+"""The same FBNet supernet in PyTorch: the reference our step is measured against (runs in .venv-torch).
+
+    .venv-torch/bin/python bench/torch_supernet.py --preset paper --image-shape 3,32,32 --json
+
+Builds the supernet from the package's own description of the space (``decode_space``: the
+same layers, candidates, channels and strides as ours) the way public PyTorch FBNet
+supernets do — each searchable layer ``sum_i m_i * block_i(x)`` with ``m =
+softmax((theta + g) / T)``, one Gumbel draw per batch — with the loss ``CE + alpha *
+log(1 + LAT)^beta`` on a table of ones, and times the weight step (SGD, momentum 0.9) and
+the theta step (Adam) on one random batch, as ``bench_supernet.py`` times ours. Threads:
+PyTorch's own default unless ``--threads`` is given. Prints samples/s (median over steps
+after warm-up) and the process's peak resident memory. Needs only ``torch``; the package
+is imported for its pure-Python space description (no MXNet).
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from fbnet_symbol.space.spaces import decode_space  # noqa: E402
+
+
+def channel_shuffle(x, groups):
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class InvertedResidual(nn.Module):
+    """The FBNet candidate: 1x1 (group) conv, ReLU, shuffle, kxk depthwise, ReLU, 1x1 (group)
+    conv, shuffle; BN after each conv in the paper preset; residual when shapes match."""
+
+    def __init__(self, layer, kernel, expansion, group, bn_inside):
+        super().__init__()
+        mid = layer.in_channels * expansion
+        self.group, self.residual = group, layer.shapes_match
+
+        def conv_bn(cin, cout, k, stride, groups):
+            conv = nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=not bn_inside)
+            return [conv, nn.BatchNorm2d(cout)] if bn_inside else [conv]
+
+        self.pw1 = nn.Sequential(*conv_bn(layer.in_channels, mid, 1, 1, group), nn.ReLU())
+        self.dw = nn.Sequential(*conv_bn(mid, mid, kernel, layer.stride, mid), nn.ReLU())
+        self.pw2 = nn.Sequential(*conv_bn(mid, layer.out_channels, 1, 1, group))
+
+    def forward(self, x):
+        y = self.pw1(x)
+        if self.group > 1:
+            y = channel_shuffle(y, self.group)
+        y = self.pw2(self.dw(y))
+        if self.group > 1:
+            y = channel_shuffle(y, self.group)
+        return y + x if self.residual else y
+
+
+class Supernet(nn.Module):
+    def __init__(self, layout, num_classes=10):
+        super().__init__()
+        preset, bn_inside = layout.preset, layout.preset.bn_inside_blocks
+        stem = [nn.Conv2d(3, layout.stem_channels, 3, preset.stem_stride, 1,
+                          bias=not bn_inside)]
+        self.stem = nn.Sequential(*(stem + ([nn.BatchNorm2d(layout.stem_channels)]
+                                            if bn_inside else []) + [nn.ReLU()]))
+        self.prebn = nn.ModuleList(
+            nn.Identity() if bn_inside else nn.BatchNorm2d(l.in_channels)
+            for l in layout.layers)
+        self.layers = nn.ModuleList()
+        for layer in layout.layers:
+            ops = nn.ModuleList()
+            for name in layer.candidates:
+                c = layout.space.candidate(name)
+                ops.append(nn.Identity() if c.identity else InvertedResidual(
+                    layer, c.params["kernel"], c.params["expansion"], c.params["group"],
+                    bn_inside))
+            self.layers.append(ops)
+        self.theta = nn.ParameterList(nn.Parameter(torch.ones(len(l.candidates)))
+                                      for l in layout.layers)
+        last, k = layout.last_channels, preset.last_conv_kernel
+        if bn_inside:
+            self.tail = nn.Sequential(nn.Conv2d(layout.layers[-1].out_channels, last, k,
+                                                padding=k // 2, bias=False),
+                                      nn.BatchNorm2d(last), nn.ReLU())
+        else:
+            self.tail = nn.Sequential(nn.BatchNorm2d(layout.layers[-1].out_channels), nn.ReLU(),
+                                      nn.Conv2d(layout.layers[-1].out_channels, last, k,
+                                                padding=k // 2))
+        dim = last
+        self.embedding = nn.Identity()
+        if preset.feature_dim:
+            self.embedding, dim = nn.Linear(last, preset.feature_dim), preset.feature_dim
+        self.fc = nn.Linear(dim, num_classes)
+        self.register_buffer("lut", torch.ones(sum(len(l.candidates) for l in layout.layers)))
+
+    def forward(self, x, noise, temperature):
+        x = self.stem(x)
+        latency, start = 0.0, 0
+        for prebn, ops, theta in zip(self.prebn, self.layers, self.theta):
+            m = F.softmax((theta + noise[start:start + len(ops)]) / temperature, dim=0)
+            x = prebn(x)
+            x = sum(w * op(x) for w, op in zip(m, ops))
+            latency = latency + (m * self.lut[start:start + len(ops)]).sum()
+            start += len(ops)
+        x = self.tail(x).mean((2, 3))
+        return self.fc(self.embedding(x)), latency
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="paper")
+    p.add_argument("--image-shape", default="3,32,32")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--width-mult", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per stage")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, help="default: PyTorch's own")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shape = tuple(int(v) for v in args.image_shape.split(","))
+    layout = decode_space("fbnet", args.preset, shape, args.width_mult)
+    torch.manual_seed(0)
+    net = Supernet(layout).train()
+    theta = list(net.theta.parameters())
+    ids = {id(t) for t in theta}
+    weights = [q for q in net.parameters() if id(q) not in ids]
+    sgd = torch.optim.SGD(weights, lr=0.05, momentum=0.9, weight_decay=1e-4)
+    adam = torch.optim.Adam(theta, lr=0.01, weight_decay=5e-4)
+    x = torch.rand((args.batch_size,) + shape) * 2 - 1
+    y = torch.randint(0, 10, (args.batch_size,))
+    noise = -torch.log(-torch.log(torch.rand(int(net.lut.numel())).clamp(1e-10, 1 - 1e-10)))
+
+    def step(optimizer, trained, fixed):
+        for q in trained:  # as ours: the other group gets no gradient in a stage
+            q.requires_grad_(True)
+        for q in fixed:
+            q.requires_grad_(False)
+        optimizer.zero_grad(set_to_none=True)
+        logits, latency = net(x, noise, 5.0)
+        loss = F.cross_entropy(logits, y) + 0.2 * torch.log1p(latency) ** 0.6
+        loss.backward()
+        optimizer.step()
+
+    result = {"framework": "pytorch %s" % torch.__version__, "preset": args.preset,
+              "image_shape": list(shape), "batch_size": args.batch_size,
+              "width_mult": args.width_mult, "threads": torch.get_num_threads()}
+    for stage, optimizer, trained, fixed in (("weight", sgd, weights, theta),
+                                              ("theta", adam, theta, weights)):
+        times = []
+        for i in range(args.warmup + args.steps):
+            start = time.perf_counter()
+            step(optimizer, trained, fixed)
+            if i >= args.warmup:
+                times.append(time.perf_counter() - start)
+        times.sort()
+        median = times[len(times) // 2]
+        result["%s_samples_per_s" % stage] = args.batch_size / median
+        result["%s_step_ms" % stage] = 1000 * median
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print("PyTorch %s supernet, %s %s batch %d, %d threads: weight step %.1f samples/s, "
+              "theta step %.1f samples/s, peak RSS %.0f MiB" % (
+                  torch.__version__, args.preset, "x".join(map(str, shape)), args.batch_size,
+                  result["threads"], result["weight_samples_per_s"],
+                  result["theta_samples_per_s"], result["peak_rss_mib"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
