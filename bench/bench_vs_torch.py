@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from statistics import median
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -43,12 +44,6 @@ def _last_json(cmd):
         raise SystemExit("error: %s failed: %s" % (" ".join(cmd[:2]),
                                                    done.stderr.strip().splitlines()[-1:]))
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def median(values):
-    values = sorted(values)
-    n = len(values)
-    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
 
 
 def main(argv=None):

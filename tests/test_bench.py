@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import ROOT, separate_python
 
 
 def test_bench_supernet_json_with_profile():
@@ -47,20 +47,8 @@ def test_bench_loop_reports_the_loop_beside_the_data_free_step():
     assert result["omp_threads"] == 1 and result["loop_over_step"] > 0
 
 
-def torch_python():
-    """The separate Python with torch (``make test`` builds .venv-torch)."""
-    import pytest
-    for path in (os.environ.get("FBNET_TORCH_PYTHON"),
-                 os.path.join(ROOT, ".venv-torch", "bin", "python")):
-        if path and os.path.isfile(path):
-            return path
-    if os.environ.get("CI"):
-        pytest.fail("no PyTorch environment: .ci/run must build .venv-torch (make test)")
-    pytest.skip("no PyTorch environment; `make torch-env` builds .venv-torch")
-
-
 def test_the_pytorch_reference_is_the_same_supernet_and_is_timed_beside_ours():
-    python = torch_python()
+    python = separate_python("FBNET_TORCH_PYTHON", ".venv-torch", "PyTorch")
     count = ("import sys; sys.path[:0] = [%r, %r]; from torch_supernet import Supernet; "
              "from fbnet_symbol.space.spaces import decode_space; "
              "net = Supernet(decode_space('fbnet', sys.argv[1], (3, 16, 16), 0.5)); "

@@ -12,21 +12,14 @@ from fbnet_symbol.errors import FBNetError
 from fbnet_symbol.search.run import SearchConfig, SearchRun
 from fbnet_symbol.ship.export import check_with_onnxruntime, export
 from fbnet_symbol.space.architecture import load_architecture
-from tests.conftest import ROOT
+from tests.conftest import ROOT, separate_python
 
 ENV = {k: v for k, v in os.environ.items() if k != "MXNET_ENGINE_TYPE"}
 
 
 def ort_python():
     """The separate Python with onnxruntime (``make test`` builds .venv-ort)."""
-    for path in (os.environ.get("FBNET_ORT_PYTHON"),
-                 os.path.join(ROOT, ".venv-ort", "bin", "python")):
-        if path and os.path.isfile(path):
-            return path
-    if os.environ.get("CI"):
-        pytest.fail("no onnxruntime environment: .ci/run must build .venv-ort (make test)")
-    pytest.skip("no onnxruntime environment; `make test` builds .venv-ort, or: python3 -m "
-                "venv .venv-ort && .venv-ort/bin/pip install -r requirements-onnxruntime.txt")
+    return separate_python("FBNET_ORT_PYTHON", ".venv-ort", "onnxruntime")
 
 
 def searched(tiny_data, tmp_path):

@@ -14,10 +14,11 @@ layout and the *flat* one (every record an image) are read by the package's one 
 :class:`~fbnet_symbol.data.reader.RecordReader`; :meth:`FaceRecords.image_records` tells it
 which records are this split's images.
 
-Theta split: by image, inside each identity (the 2nd, 7th, 12th... image of each identity goes to
-theta; an identity with one image keeps it for the weights). The weights and theta share one classifier over identities, so
-theta's cross-entropy needs images of identities the weights learn; a split by identity
-would score theta on classes whose classifier rows were never trained. The split is a
+Theta split: by image, inside each identity (the 2nd, 7th, 12th... image of each identity
+goes to theta; an identity with one image keeps it for the weights). The weights and theta
+share one classifier over identities, so theta's cross-entropy needs images of identities
+the weights learn; a split by identity would score theta on classes whose classifier rows
+were never trained. The split is a
 list of keys: the 5.8 M-image file is read in place, never rewritten. Writing these
 files: :mod:`fbnet_symbol.faces.files`.
 """

@@ -261,9 +261,10 @@ def format_result(name, r):
 
 
 def verification_evaluation(paths, image_shape, progress=True):
-    """An evaluation for the trainer (:mod:`fbnet_symbol.train.evaluation`): accuracy (10-fold, InsightFace's protocol) and TAR at FAR 1e-3 on each
-    pair set. The sets are read and decoded now, so a bad file stops the run before it
-    trains (one-line error), not at the first epoch end."""
+    """An evaluation for the trainer (:mod:`fbnet_symbol.train.evaluation`): accuracy
+    (10-fold, InsightFace's protocol) and TAR at FAR 1e-3 on each pair set. The sets are
+    read and decoded now, so a bad file stops the run before it trains (one-line error),
+    not at the first epoch end."""
     sets = []
     for path in paths:
         pairs = load_pairs(path)

@@ -18,6 +18,7 @@ from ..errors import FBNetError
 
 logger = logging.getLogger(__name__)
 
+
 def derived_seed(*parts):
     """A 32-bit seed that is a pure function of ``parts`` (e.g. run seed, epoch, stream):
     the one way the package derives the seed of data order, mirror flags and Gumbel noise,

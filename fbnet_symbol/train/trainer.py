@@ -365,4 +365,3 @@ class Trainer:
             for callback in self.callbacks:
                 callback.on_epoch_end(epoch, record, state.history, *self.params())
         self.save(average=False)
-
