@@ -78,3 +78,32 @@ def test_the_pytorch_reference_is_the_same_supernet_and_is_timed_beside_ours():
     for key in ("ours_weight", "ours_theta", "pytorch_weight", "pytorch_theta"):
         assert result["median"][key] > 0, key
     assert result["weight_ratio"] > 0 and result["peak_rss_mib_pytorch"] > 0
+
+
+def test_every_candidate_block_computes_what_pytorch_computes_in_float64():
+    """bench/check_blocks.py: each candidate's output, gradients and BatchNorm statistics
+    beside PyTorch in float64 (both presets: BN inside, or conv biases), and its comparison
+    notices a wrong array."""
+    python = separate_python("FBNET_TORCH_PYTHON", ".venv-torch", "PyTorch")
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    try:
+        from check_blocks import KINK, compare
+    finally:
+        sys.path.pop(0)
+    for preset in ("paper", "seed"):
+        out = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "bench", "check_blocks.py"), "--preset", preset,
+             "--image-shape", "3,16,16", "--width-mult", "0.25", "--batch-size", "8",
+             "--layers", "0,1,21", "--torch-python", python, "--json"],
+            capture_output=True, text=True, timeout=600, check=True).stdout
+        blocks = json.loads(out.strip().splitlines()[-1])
+        assert len(blocks) == 24, preset  # 8 candidates (skip has nothing to check) x 3
+        clean = {b: v for b, v in blocks.items() if v["kink"] > KINK}
+        assert len(clean) >= 12, preset
+        assert max(v["worst"] for v in clean.values()) < 1e-4, (preset, clean)
+    import numpy as np
+    ours = {"b|out:grad:w": np.array([1.0, 2.0]), "b|out:output": np.array([3.0])}
+    reference = {"b|out:grad:w": np.array([1.0, 2.01]), "b|out:output": np.array([3.0]),
+                 "b|out:kink": np.array([0.5])}
+    (worst, array, kink), = compare(ours, reference).values()
+    assert abs(worst - 0.01 / 2.01) < 1e-9 and array == "grad:w" and kink == 0.5
