@@ -3,8 +3,8 @@
     .venv-torch/bin/python bench/torch_blocks.py BLOCKS.npz OUT.npz --preset paper \
         --image-shape 3,32,32
 
-Runs in the PyTorch environment (.venv-torch).Reads the inputs and parameters ``check_blocks.py`` gave each block (``<block>|in:<name>``),
-loads them into ``torch_supernet.InvertedResidual`` (the PyTorch twin of the package's
+Runs in the PyTorch environment (.venv-torch). Reads the inputs and parameters
+``check_blocks.py`` gave each block (``<block>|in:<name>``), loads them into ``torch_supernet.InvertedResidual`` (the PyTorch twin of the package's
 candidate) with the package's BatchNorm epsilon, computes ``y = mix * (block(x) - residual)``
 in training mode and the gradients of ``sum(y * probe) / N``, and writes them as
 ``<block>|out:<name>``, with the BatchNorm moving statistics after one update as MXNet
