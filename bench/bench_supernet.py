@@ -33,6 +33,10 @@ def main(argv=None):
                  helps={"gpu": "devices, as test.py (default: the CPU)"})
     p.add_argument("--steps", type=int, default=5, help="timed steps per stage (default 5)")
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--batchnorm", choices=("auto", "onednn"), default="auto",
+                   help="auto: as a run does it (on CPUs, MXNet's own BatchNorm kernel: "
+                        "fbnet_symbol.space.cpu_graph); onednn: the graph as built, for a "
+                        "before/after comparison")
     p.add_argument("--json", action="store_true")
     p.add_argument("--profile", choices=("weight", "theta"),
                    help="after timing, profile one more step of this stage and print the "
@@ -68,7 +72,8 @@ def main(argv=None):
     # the search's default optimizers (the schedule's period: one epoch of 1000 steps)
     _, modules = bind_modules(net, contexts, args.batch_size, kv, settings.seed,
                               weight_optimizer_params(settings, 1000),
-                              [theta_group(net, settings)])
+                              [theta_group(net, settings)],
+                              native_bn=None if args.batchnorm == "auto" else False)
     weight_mod, theta_mod = modules[WEIGHT], modules["theta"]
     rng = np.random.RandomState(0)
     batch = net.batch(mx.nd.array(rng.uniform(-1, 1, (args.batch_size,) + shape)),
@@ -78,6 +83,7 @@ def main(argv=None):
               "batch_size": args.batch_size, "width_mult": args.width_mult,
               "devices": [str(c) for c in contexts],
               "engine": os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice"),
+              "batchnorm": args.batchnorm,
               "omp_threads": omp_threads()}
     for stage, mod in (("weight", weight_mod), ("theta", theta_mod)):
         times = []

@@ -6,7 +6,7 @@
 A faster formulation of a block is only worth having if it computes the same thing; MXNet
 1.9.1 mixes oneDNN's kernels with its own, and the two have disagreed in ways no single
 operator's test shows (docs/measurements.md, "Speed, part 2"). This runs each candidate of
-the chosen layers as the supernet trains it — training-mode BatchNorm, the mixture weight
+the chosen layers as the supernet trains it on a CPU — training-mode BatchNorm, the mixture weight
 folded into the last step — forward and backward on one random batch, then computes the
 same block in float64 with ``bench/torch_blocks.py`` in the PyTorch environment, and
 reports the largest difference of the output, every gradient (input, weights, the mixture
@@ -28,11 +28,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def run_blocks(layout, layers, batch_size, seed=0):
+def run_blocks(layout, layers, batch_size, seed=0, native_bn=True):
     """{key: array} for every non-identity candidate of ``layers``: its inputs and parameters
-    (``<block>|in:<name>``) and what MXNet computed (``<block>|out:<name>``)."""
+    (``<block>|in:<name>``) and what MXNet computed (``<block>|out:<name>``), with the
+    graph a CPU trains (``native_bn``: :mod:`fbnet_symbol.space.cpu_graph`) or as built."""
     import mxnet as mx
     import numpy as np
+    from fbnet_symbol.space.cpu_graph import native_batchnorm
     from fbnet_symbol.space.network import block_prefix, build_block
 
     arrays = {}
@@ -50,9 +52,11 @@ def run_blocks(layout, layers, batch_size, seed=0):
             loss = mx.sym.Group([
                 mx.sym.MakeLoss(mx.sym.sum(y * mx.sym.Variable("probe")) / batch_size),
                 mx.sym.BlockGrad(y)])
-            out_shape = (batch_size, layer.out_channels) + tuple(layer.out_hw)
-            ex = loss.simple_bind(mx.cpu(), grad_req="write", mix=(1, 1), probe=out_shape,
-                                  x=(batch_size, layer.in_channels) + tuple(layer.in_hw))
+            shapes = dict(mix=(1, 1), probe=(batch_size, layer.out_channels) + tuple(layer.out_hw),
+                          x=(batch_size, layer.in_channels) + tuple(layer.in_hw))
+            if native_bn:
+                loss, _ = native_batchnorm(loss, shapes)
+            ex = loss.simple_bind(mx.cpu(), grad_req="write", **shapes)
             for key in sorted(ex.arg_dict):
                 value = ex.arg_dict[key]
                 if key in ("x", "probe"):
@@ -105,6 +109,9 @@ def main(argv=None):
                  title="network", preset="search",
                  defaults={"image_shape": "3,32,32"})
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batchnorm", choices=("auto", "onednn"), default="auto",
+                   help="auto: the graph a CPU trains (MXNet's own BatchNorm kernel, "
+                        "fbnet_symbol.space.cpu_graph); onednn: the graph as built")
     p.add_argument("--layers", default="all", help="layer indices (0-based), or all")
     p.add_argument("--torch-python", default=os.environ.get(
         "FBNET_TORCH_PYTHON", os.path.join(ROOT, ".venv-torch", "bin", "python")),
@@ -125,7 +132,7 @@ def main(argv=None):
     layout = decode_space(args.space, args.preset, args.image_shape, args.width_mult)
     layers = (range(len(layout.layers)) if args.layers == "all"
               else [int(v) for v in args.layers.split(",")])
-    ours = run_blocks(layout, layers, args.batch_size)
+    ours = run_blocks(layout, layers, args.batch_size, native_bn=args.batchnorm == "auto")
     with tempfile.TemporaryDirectory() as tmp:
         given, computed = os.path.join(tmp, "blocks.npz"), os.path.join(tmp, "reference.npz")
         np.savez(given, **{k: v for k, v in ours.items() if "|in:" in k})

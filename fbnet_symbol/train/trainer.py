@@ -29,6 +29,7 @@ from ..dist.cluster import (HandReducedModule, average_batchnorm_statistics, che
                             exactly, rank_and_size)
 from ..errors import FBNetError
 from ..fileio import atomic_write_json
+from ..space.cpu_graph import native_batchnorm, on_cpus
 from ..space.network import LABEL_NAME, freeze_batchnorm, output_names
 from ..threads import omp_threads
 from .run_state import RunState
@@ -59,7 +60,7 @@ def weight_optimizer_params(settings, batches_per_epoch):
 
 
 def bind_modules(net, contexts, batch_size, kv, seed, weight_params, groups=(),
-                 freeze_bn=False):
+                 freeze_bn=False, native_bn=None):
     """The master Module and one Module per stage sharing its memory: ``(master, modules)``.
 
     ``modules[WEIGHT]`` trains every parameter no group claims, by SGD with
@@ -67,12 +68,17 @@ def bind_modules(net, contexts, batch_size, kv, seed, weight_params, groups=(),
     gradients are summed through ``kv`` by hand. Parameters are initialised (Xavier; the
     variables' own initialisers for theta and offsets) and every optimizer created before
     any step — a late ``init_optimizer`` can push stale parameters. ``batch_size`` is per
-    worker; gradients are averaged over all workers' samples.
+    worker; gradients are averaged over all workers' samples. ``native_bn``: run BatchNorm
+    on MXNet's own kernel (:mod:`fbnet_symbol.space.cpu_graph`); default: on CPUs only.
     """
     rescale = 1.0 / (batch_size * rank_and_size(kv)[1])
     sym = freeze_batchnorm(net.symbol) if freeze_bn else net.symbol
     names = dict(data_names=net.input_names, label_names=[LABEL_NAME], context=contexts)
     descs = (net.input_descs(batch_size), net.label_descs(batch_size))
+    if native_bn is None:
+        native_bn = on_cpus(contexts)
+    if native_bn:
+        sym, _ = native_batchnorm(sym, {d.name: d.shape for d in descs[0] + descs[1]})
     master = mx.mod.Module(sym, **names)
     master.bind(*descs)
     mx.random.seed(seed)
