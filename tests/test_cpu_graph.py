@@ -75,7 +75,10 @@ def test_every_candidate_computes_the_same_with_either_batchnorm_kernel():
     assert built.keys() == native.keys() and len(built) > 32 * 10
     for key, value in built.items():
         scale = max(np.abs(value).max(), 1e-12)
-        assert np.abs(native[key] - value).max() / scale < 1e-4, key
+        # gradients that are sums over every sample and pixel (BatchNorm's gamma and beta,
+        # the mixture weight) differ by float32's summation order; the rest by less
+        sums = key.endswith(("_gamma", "_beta", "grad:mix"))
+        assert np.abs(native[key] - value).max() / scale < (1e-4 if sums else 1e-5), key
 
 
 def test_a_run_on_cpus_binds_the_rewritten_graph_and_gpus_keep_the_graph_as_built():
