@@ -187,9 +187,10 @@ def main(argv=None):
         if not args.ort_python:
             raise FBNetError("--check needs a Python with onnxruntime: --ort-python PATH")
         report = check_with_onnxruntime(info["onnx"], info["reference"], args.ort_python)
-        print("onnxruntime %s: max |ONNX - MXNet| = %.2e (tolerance %.0e): %s" % (
-            report["onnxruntime"], report["max_abs_diff"], report["tolerance"],
-            "OK" if report["ok"] else "MISMATCH"))
+        verdict = "OK" if report["ok"] else "MISMATCH"
+        print("onnxruntime %s: max |ONNX - MXNet| = %.2e, %.1e of the output's largest value "
+              "(tolerance %.0e): %s" % (report["onnxruntime"], report["max_abs_diff"],
+                                        report["max_rel_diff"], report["tolerance"], verdict))
         return 0 if report["ok"] else 1
     return 0
 
