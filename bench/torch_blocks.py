@@ -4,12 +4,13 @@
         --image-shape 3,32,32
 
 Runs in the PyTorch environment (.venv-torch). Reads the inputs and parameters
-``check_blocks.py`` gave each block (``<block>|in:<name>``), loads them into ``torch_supernet.InvertedResidual`` (the PyTorch twin of the package's
-candidate) with the package's BatchNorm epsilon, computes ``y = mix * (block(x) - residual)``
-in training mode and the gradients of ``sum(y * probe) / N``, and writes them as
+``check_blocks.py`` gave each block (``<block>|in:<name>``), loads them into
+``torch_supernet.InvertedResidual`` (the PyTorch twin of the package's candidate) with the
+package's BatchNorm epsilon, computes ``y = mix * (block(x) - residual)`` in training mode and the gradients of ``sum(y * probe) / N``, and writes them as
 ``<block>|out:<name>``, with the BatchNorm moving statistics after one update as MXNet
-makes it (from mean 0 and variance 1, with the batch's biased variance), and ``kink``: the
-smallest distance of a ReLU input from 0.
+makes it (from mean 0 and variance 1, with the batch's biased variance); ``kink``: the
+smallest distance of a ReLU input from 0; ``scale:grad:mix``: the size of the terms the
+mixture weight's gradient sums.
 """
 import argparse
 import os
@@ -59,10 +60,14 @@ def reference(layout, layer, name, given):
     if block.residual:  # the supernet's folded form leaves the residual to the layer
         y = y - x
     y = y * mix[0, 0]
-    loss = (y * torch.from_numpy(given["probe"])).sum() / x.shape[0]
-    loss.backward()
+    terms = y * torch.from_numpy(given["probe"]) / x.shape[0]
+    terms.sum().backward()
+    # the mixture weight's gradient is one sum of terms of both signs: its rounding is
+    # judged against the sum of their sizes, not against the (possibly cancelled) result
+    size = terms.detach().abs().sum() / mix.detach().abs()[0, 0]
     out = {"output": y.detach().numpy(), "grad:x": x.grad.numpy(),
-           "grad:mix": mix.grad.numpy(), "kink": np.array([min(kinks)])}
+           "grad:mix": mix.grad.numpy(), "scale:grad:mix": size.numpy().reshape(1),
+           "kink": np.array([min(kinks)])}
     for step in ("pw1", "dw", "pw2"):
         conv = getattr(block, step)[0]
         out["grad:%s_%s_weight" % (prefix, step)] = conv.weight.grad.numpy()
