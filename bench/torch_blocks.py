@@ -6,11 +6,11 @@
 Runs in the PyTorch environment (.venv-torch). Reads the inputs and parameters
 ``check_blocks.py`` gave each block (``<block>|in:<name>``), loads them into
 ``torch_supernet.InvertedResidual`` (the PyTorch twin of the package's candidate) with the
-package's BatchNorm epsilon, computes ``y = mix * (block(x) - residual)`` in training mode and the gradients of ``sum(y * probe) / N``, and writes them as
-``<block>|out:<name>``, with the BatchNorm moving statistics after one update as MXNet
-makes it (from mean 0 and variance 1, with the batch's biased variance); ``kink``: the
-smallest distance of a ReLU input from 0; ``scale:grad:mix``: the size of the terms the
-mixture weight's gradient sums.
+package's BatchNorm epsilon, computes ``y = mix * (block(x) - residual)`` in training mode
+and the gradients of ``sum(y * probe) / N``, and writes them as ``<block>|out:<name>``,
+with the BatchNorm moving statistics after one update as MXNet makes it (from mean 0 and
+variance 1, with the batch's biased variance); ``kink``: the smallest distance of a ReLU
+input from 0; ``scale:grad:mix``: the size of the terms the mixture weight's gradient sums.
 """
 import argparse
 import os
