@@ -130,6 +130,7 @@ def main(argv=None):
     use_threads(choose_threads(args.threads)[0])  # before MXNet loads
 
     import numpy as np
+    from fbnet_symbol.space.blocks import BN_EPS, BN_MOMENTUM
     from fbnet_symbol.space.spaces import decode_space
 
     layout = decode_space(args.space, args.preset, args.image_shape, args.width_mult)
@@ -142,7 +143,8 @@ def main(argv=None):
         subprocess.run([args.torch_python, os.path.join(ROOT, "bench", "torch_blocks.py"),
                         given, computed, "--preset", args.preset,
                         "--image-shape", ",".join(map(str, args.image_shape)),
-                        "--width-mult", str(args.width_mult)], check=True)
+                        "--width-mult", str(args.width_mult), "--bn-eps", str(BN_EPS),
+                        "--bn-momentum", str(BN_MOMENTUM)], check=True)
         with np.load(computed) as f:
             reference = {k: f[k] for k in f.files}
     worst = compare(ours, reference)

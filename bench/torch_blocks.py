@@ -1,7 +1,7 @@
 """Candidate blocks in PyTorch, float64: what ``check_blocks.py`` compares ours with.
 
     .venv-torch/bin/python bench/torch_blocks.py BLOCKS.npz OUT.npz --preset paper \
-        --image-shape 3,32,32
+        --image-shape 3,32,32 --bn-eps 2e-5 --bn-momentum 0.9
 
 Runs in the PyTorch environment (.venv-torch). Reads the inputs and parameters
 ``check_blocks.py`` gave each block (``<block>|in:<name>``), loads them into
@@ -25,11 +25,11 @@ sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 from fbnet_symbol.space.spaces import decode_space  # noqa: E402
 from torch_supernet import InvertedResidual  # noqa: E402
 
-BN_EPS, BN_MOMENTUM = 2e-5, 0.9  # fbnet_symbol/space/blocks.py (not imported: it needs MXNet)
 
-
-def reference(layout, layer, name, given):
-    """{out name: array} for one block from its ``given`` inputs and parameters."""
+def reference(layout, layer, name, given, eps, momentum):
+    """{out name: array} for one block from its ``given`` inputs and parameters; ``eps``
+    and ``momentum``: the BatchNorm's, as MXNet takes them (given by check_blocks.py from
+    fbnet_symbol/space/blocks.py, which this environment cannot import: it needs MXNet)."""
     c = layout.space.candidate(name)
     bn_inside = layout.preset.bn_inside_blocks
     block = InvertedResidual(layer, c.params["kernel"], c.params["expansion"],
@@ -42,7 +42,7 @@ def reference(layout, layer, name, given):
             conv.bias.data = torch.from_numpy(given["%s_%s_bias" % (prefix, step)])
         if bn_inside:
             bn = getattr(block, step)[1]
-            bn.eps, bn.momentum = BN_EPS, 1 - BN_MOMENTUM  # PyTorch weights the new value
+            bn.eps, bn.momentum = eps, 1 - momentum  # PyTorch weights the new value
             bn.weight.data = torch.from_numpy(given["%s_%s_bn_gamma" % (prefix, step)])
             bn.bias.data = torch.from_numpy(given["%s_%s_bn_beta" % (prefix, step)])
     seen = {}  # each BatchNorm's input, for MXNet's moving statistics
@@ -80,9 +80,9 @@ def reference(layout, layer, name, given):
             # MXNet's update from mean 0, var 1, with the batch's biased variance
             # (PyTorch's running_var takes the unbiased one)
             batch = seen[step]
-            out["aux:%s_moving_mean" % key] = ((1 - BN_MOMENTUM) * batch.mean((0, 2, 3))).numpy()
+            out["aux:%s_moving_mean" % key] = ((1 - momentum) * batch.mean((0, 2, 3))).numpy()
             out["aux:%s_moving_var" % key] = (
-                BN_MOMENTUM + (1 - BN_MOMENTUM) * batch.var((0, 2, 3), unbiased=False)).numpy()
+                momentum + (1 - momentum) * batch.var((0, 2, 3), unbiased=False)).numpy()
     return out
 
 
@@ -93,6 +93,8 @@ def main(argv=None):
     p.add_argument("--preset", default="paper")
     p.add_argument("--image-shape", default="3,32,32")
     p.add_argument("--width-mult", type=float, default=1.0)
+    p.add_argument("--bn-eps", type=float, required=True)
+    p.add_argument("--bn-momentum", type=float, required=True)
     args = p.parse_args(argv)
     shape = tuple(int(v) for v in args.image_shape.split(","))
     layout = decode_space("fbnet", args.preset, shape, args.width_mult)
@@ -105,7 +107,9 @@ def main(argv=None):
     out = {}
     for block, arrays in given.items():
         layer_name, candidate = block.split("_", 1)
-        for name, value in reference(layout, layers[layer_name], candidate, arrays).items():
+        computed = reference(layout, layers[layer_name], candidate, arrays, args.bn_eps,
+                             args.bn_momentum)
+        for name, value in computed.items():
             out["%s|out:%s" % (block, name)] = value.astype(np.float64)
     np.savez(args.out, **out)
     return 0
