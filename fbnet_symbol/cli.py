@@ -6,6 +6,18 @@ import sys
 
 from .errors import FBNetError
 
+# the folder that holds this copy of the package (a clone's root, or site-packages)
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def module_command(module, *args):
+    """``(argv, env)`` that run ``python -m module args`` on this interpreter with this copy
+    of the package, from any working directory, installed or not."""
+    path = [PACKAGE_PARENT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                               if p and os.path.abspath(p) != PACKAGE_PARENT]
+    return ([sys.executable, "-m", module] + [str(a) for a in args],
+            dict(os.environ, PYTHONPATH=os.pathsep.join(path)))
+
 
 def run(main, argv=None):
     """Run ``main(argv)``; a :class:`FBNetError` becomes one line on stderr and exit 2."""

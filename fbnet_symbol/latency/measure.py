@@ -14,6 +14,7 @@ import time
 import mxnet as mx
 
 from ..dist.devices import device_name, runtime_info
+from ..cli import module_command
 from ..errors import FBNetError
 from ..fileio import default_cache_dir
 from ..space.architecture import architecture_from_settings, layout_from_settings
@@ -213,16 +214,13 @@ def measure_in_fresh_process(layout, ctx, batch_size, path, policy=TimingPolicy(
     104-122 samples/s before, 42-51 after a quick table in the same process; the cause
     inside MXNet/oneDNN was not found), so a search never times its table in-process."""
     import subprocess
-    import sys
 
     job = {"space": layout.space.name, "preset": layout.preset.name,
            "image_shape": list(layout.image_shape), "width_mult": layout.width_mult,
            "device": str(ctx), "batch_size": batch_size, "path": path,
            "policy": policy.to_dict(), "progress": progress}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    done = subprocess.run([sys.executable, "-m", __name__, json.dumps(job)], env=env)
+    argv, env = module_command(__name__, json.dumps(job))
+    done = subprocess.run(argv, env=env)
     if done.returncode != 0:
         raise FBNetError("measuring the latency table failed (exit %d, see the lines above); "
                          "measure it with block_speed_test.py and pass it with --lut"
