@@ -14,7 +14,7 @@ from .recordio import idx_path
 
 
 def main(argv=None):
-    p = ArgumentParser(prog="python -m fbnet_symbol.data",
+    p = ArgumentParser(prog="fbnet data",
                        description="RecordIO data tools")
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("pack", help="pack DIR/<class>/<image> into OUT.rec/.idx")

@@ -299,7 +299,7 @@ def main(argv=None):
     from ..cli import ArgumentParser
     from ..space.spaces import parse_image_shape
 
-    p = ArgumentParser(prog="python -m fbnet_symbol.faces.verify",
+    p = ArgumentParser(prog="fbnet verify",
                        description="Face verification accuracy of a shipped model on "
                                    "InsightFace pair sets (10-fold protocol, TAR@FAR=1e-3)")
     p.add_argument("--load-model-path", required=True,

@@ -240,7 +240,7 @@ def main(argv=None):
     from ..settings import RUN_PRESETS, add_settings, from_args
     from ..threads import choose_threads, use_threads
 
-    p = ArgumentParser(prog="python -m fbnet_symbol.search.study",
+    p = ArgumentParser(prog="fbnet study",
                        description=__doc__.split("\n")[0])
     p.add_argument("--out", default="./study", help="folder of every run and the results")
     p.add_argument("--alphas", default="0,1,3", help="latency weights to search with")

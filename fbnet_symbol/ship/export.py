@@ -157,7 +157,7 @@ def main(argv=None):
     from ..cli import ArgumentParser
     from ..space.spaces import parse_image_shape
 
-    p = ArgumentParser(prog="python -m fbnet_symbol.ship.export", description="export to ONNX")
+    p = ArgumentParser(prog="fbnet export", description="export to ONNX")
     p.add_argument("--load-model-path", required=True,
                    help="a test.py --arch output folder or a model-NNNN.params")
     p.add_argument("--output", help="the .onnx file to write")
