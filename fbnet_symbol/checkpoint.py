@@ -16,14 +16,15 @@ A checkpoint ``N`` in a folder is:
 ``NNNN`` counts optimisation steps (``%04d``, more digits when needed), so
 ``mx.model.load_checkpoint(prefix, N)`` loads checkpoint ``N``.
 """
+import errno
 import glob
 import json
 import logging
 import os
 import re
 
-from .errors import FBNetError
-from .fileio import atomic_write, atomic_write_json, sha256_file
+from .errors import FBNetError, WriteFailed
+from .fileio import atomic_write, atomic_write_json, sha256_file, write_file
 
 logger = logging.getLogger(__name__)
 FORMAT = "fbnet_symbol.checkpoint/1"
@@ -34,9 +35,17 @@ def save_params(path, arg_params, aux_params):
     import mxnet as mx
     blob = {"arg:" + k: v for k, v in arg_params.items()}
     blob.update({"aux:" + k: v for k, v in aux_params.items()})
-    tmp = path + ".tmp"
-    mx.nd.save(tmp, blob)
-    os.replace(tmp, path)
+
+    def write(tmp):
+        mx.nd.save(tmp, blob)
+        # MXNet's writer drops an error on its last buffered bytes (fclose): a full disk can
+        # leave a short file that would still get a checksum. Flush it and read it back.
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        if sorted(mx.nd.load(tmp)) != sorted(blob):
+            raise OSError(errno.EIO, "the file read back differs from what was written", tmp)
+
+    write_file(path, write)
     return path
 
 
@@ -83,22 +92,29 @@ class CheckpointFolder:
 
     def save(self, number, symbol, arg_params, aux_params, states, meta):
         """Write checkpoint ``number``; ``states``: {optimizer name: bytes}."""
-        os.makedirs(self.folder, exist_ok=True)
         files = {}
         sym_path = self.prefix + "-symbol.json"
-        atomic_write(sym_path, symbol.tojson())
-        files[os.path.basename(sym_path)] = sha256_file(sym_path)
-        params_path = save_params("%s-%04d.params" % (self.prefix, number), arg_params,
-                                  aux_params)
-        files[os.path.basename(params_path)] = sha256_file(params_path)
-        for name, data in states.items():
-            path = "%s-%04d.%s.states" % (self.prefix, number, name)
-            atomic_write(path, data, mode="wb")
-            files[os.path.basename(path)] = sha256_file(path)
-        record = {"format": FORMAT, "number": number, "files": files, **meta}
-        atomic_write_json("%s-%04d.json" % (self.prefix, number), record)
+        params_path = "%s-%04d.params" % (self.prefix, number)
+        try:
+            atomic_write(sym_path, symbol.tojson())
+            files[os.path.basename(sym_path)] = sha256_file(sym_path)
+            save_params(params_path, arg_params, aux_params)
+            files[os.path.basename(params_path)] = sha256_file(params_path)
+            for name, data in states.items():
+                path = "%s-%04d.%s.states" % (self.prefix, number, name)
+                atomic_write(path, data, mode="wb")
+                files[os.path.basename(path)] = sha256_file(path)
+            record = {"format": FORMAT, "number": number, "files": files, **meta}
+            atomic_write_json("%s-%04d.json" % (self.prefix, number), record)
+        except WriteFailed:
+            self._remove(number)  # a part-written checkpoint: the space back, the older kept
+            raise
         self._prune()
         return params_path
+
+    def _remove(self, number):
+        for path in glob.glob("%s-%04d.*" % (glob.escape(self.prefix), number)):
+            os.unlink(path)
 
     def _numbers(self):
         out = []
@@ -111,8 +127,7 @@ class CheckpointFolder:
     def _prune(self):
         numbers = self._numbers()
         for n in numbers[:-self.keep] if self.keep else []:
-            for path in glob.glob("%s-%04d.*" % (glob.escape(self.prefix), n)):
-                os.unlink(path)
+            self._remove(n)
 
     def latest(self):
         """The newest complete, verified checkpoint, or ``None``; damaged ones are skipped."""

@@ -1,5 +1,6 @@
 """What every entry script shares: one-line errors, the one logging set-up, common parsing."""
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -19,19 +20,43 @@ def module_command(module, *args):
             dict(os.environ, PYTHONPATH=os.pathsep.join(path)))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop (which checkpoints first: train/interrupt.py)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def run(main, argv=None):
-    """Run ``main(argv)``; a :class:`FBNetError` becomes one line on stderr and exit 2."""
+    """Run ``main(argv)``; a :class:`FBNetError` becomes one line on stderr and exit 2 (or
+    its own code), Ctrl-C and SIGTERM one line and 130 / 143, a full disk one line."""
+    import signal
+
     if not logging.getLogger().handlers:  # a script may have set up its log file already
         setup_logging()
+    signal.signal(signal.SIGTERM, _terminate)  # unwind (temp files, locks), not vanish
     try:
         code = main(argv)
     except FBNetError as e:
         _close_progress_bars()  # the error gets a line of its own, not the end of a bar's
-        print("error: %s" % e, file=sys.stderr)
-        code = 2
+        print("%s: %s" % (getattr(e, "label", "error"), e), file=sys.stderr)
+        code = getattr(e, "exit_code", 2)
+    except Terminated:
+        _close_progress_bars()
+        print("stopped: SIGTERM", file=sys.stderr)
+        code = 143
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("interrupted", file=sys.stderr)
         code = 130
+    except OSError as e:  # a write outside the package's own writers, e.g. a full disk
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        _close_progress_bars()
+        print("error: cannot write %s: %s; make room there and run again"
+              % (e.filename or "a file", e.strerror), file=sys.stderr)
+        code = 2
     sys.exit(code or 0)
 
 
@@ -93,6 +118,22 @@ def setup_logging(log_file=None, level=logging.INFO):
         add_log_file(log_file)
 
 
+class _LogFile(logging.FileHandler):
+    """A log file that, once it cannot be written (a full disk), says so in one line and
+    stops, instead of printing a traceback for every record."""
+    failed = False
+
+    def emit(self, record):
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record):
+        if not self.failed:
+            self.failed = True
+            print("warning: cannot write the log file %s (%s); logging to the console only"
+                  % (self.baseFilename, sys.exc_info()[1]), file=sys.stderr)
+
+
 class _PendingFileHandler(logging.Handler):
     """Keeps records in memory until :meth:`open`, then appends them and every later one
     to ``path`` (its folder created then)."""
@@ -105,7 +146,7 @@ class _PendingFileHandler(logging.Handler):
     def open(self):
         if self.file is None:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            self.file = logging.FileHandler(self.path, mode="a", encoding="utf-8")
+            self.file = _LogFile(self.path, mode="a", encoding="utf-8")
             self.file.setFormatter(self.formatter)
             for record in self.pending:
                 self.file.emit(record)

@@ -1,10 +1,12 @@
 """Files on disk: atomic writes, checksums, the cache folder, image folders — a crash never leaves a half-written file that is trusted."""
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 
-from .errors import FBNetError
+from .errors import FBNetError, WriteFailed
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -33,24 +35,60 @@ def umask():
     return mask
 
 
-def atomic_write(path, data, mode="w"):
-    """Write ``data`` (str or bytes) to ``path`` via a temp file in the same folder + rename.
-    The file gets the permissions ``open()`` would give it (0644 under umask 022), not the
-    temp file's 0600: a shared checkpoint or export must be readable by its reader."""
+def write_failed(path, err):
+    """:class:`WriteFailed` for ``path`` from an ``OSError`` or MXNet's error (which carries
+    no errno: its ``FileStream.Write incomplete`` is a full disk or a file-size limit)."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
-    os.fchmod(fd, 0o666 & ~umask())
+    if isinstance(err, OSError) and err.strerror:
+        reason = err.strerror
+    else:  # MXNet's message opens with its C++ stack; the check that failed says it
+        lines = [l.strip() for l in str(err).splitlines() if l.strip()] or ["no message"]
+        said = next((l for l in lines if "Check failed" in l or "incomplete" in l), lines[-1])
+        reason = "the write stopped short (MXNet: %s)" % said[-120:]
     try:
-        with os.fdopen(fd, mode) as f:
+        free = "%.0f MiB free there" % (shutil.disk_usage(folder).free / 2 ** 20)
+    except OSError:
+        free = "its free space unknown"
+    fix = "make room in %s" % folder if not isinstance(err, OSError) or err.errno in (
+        errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "check %s" % folder
+    return WriteFailed("cannot write %s: %s (%s); %s" % (path, reason, free, fix))
+
+
+def write_file(path, write):
+    """Create ``path`` by ``write(tmp)`` on a temp file in the same folder, then rename: a
+    failed write (disk full, ...) leaves the old file as it was and no temp file behind, and
+    raises :class:`WriteFailed`. The file gets the permissions ``open()`` would give it
+    (0644 under umask 022), not the temp file's 0600: a shared checkpoint or export must be
+    readable by its reader."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-",
+                                   suffix="-" + os.path.basename(path))
+    except OSError as e:
+        raise write_failed(path, e) from None
+    try:
+        os.fchmod(fd, 0o666 & ~umask())
+        os.close(fd)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(e, OSError) or type(e).__name__ == "MXNetError":  # MXNet's writer
+            raise write_failed(path, e) from None
+        raise
+
+
+def atomic_write(path, data, mode="w"):
+    """Write ``data`` (str or bytes) to ``path`` atomically (:func:`write_file`)."""
+    def write(tmp):
+        with open(tmp, mode) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    write_file(path, write)
 
 
 def atomic_write_json(path, obj):
@@ -70,3 +108,57 @@ def default_cache_dir():
     (``FBNET_SYMBOL_CACHE`` overrides)."""
     return os.environ.get("FBNET_SYMBOL_CACHE") or os.path.join(
         os.path.expanduser("~"), ".cache", "fbnet_symbol")
+
+
+class FolderLock:
+    """One run per output folder: an exclusive ``flock`` on ``FOLDER/.lock``, held while the
+    run lives. The kernel drops it when the process ends, however it ends, so the lock of a
+    dead run is simply taken over; the file names the holder for the refusal message."""
+
+    NAME = ".lock"
+
+    def __init__(self, folder, flag="--save-model-path"):
+        self.folder, self.flag = os.path.abspath(folder), flag
+        self.path = os.path.join(self.folder, self.NAME)
+        self.fd, self.created_folder = None, False
+
+    def acquire(self):
+        import fcntl
+        import socket
+        import sys
+        import time
+
+        self.created_folder = not os.path.isdir(self.folder)
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~umask())
+        except OSError as e:
+            raise write_failed(self.path, e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise FBNetError("%s %s is in use by a running run (%s); wait for it to end or "
+                             "stop it, or give another %s" % (self.flag, self.folder, holder,
+                                                              self.flag)) from None
+        previous = os.read(fd, 4096).decode("utf-8", "replace").strip()
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, ("pid %d on %s, started %s: %s" % (
+            os.getpid(), socket.gethostname(), time.strftime("%Y-%m-%d %H:%M:%S"),
+            " ".join(sys.argv)[:300])).encode())
+        self.fd = fd
+        return previous  # the holder of a lock taken over (its process is gone), or ""
+
+    def release(self, tidy=False):
+        """Let the folder go; ``tidy``: a refused start also takes back the folder it made
+        (when nothing else was written in it)."""
+        if self.fd is None:
+            return
+        os.ftruncate(self.fd, 0)  # ended, not crashed: nobody to name when the next run takes it
+        os.close(self.fd)
+        self.fd = None
+        if tidy and self.created_folder and os.listdir(self.folder) == [self.NAME]:
+            os.unlink(self.path)
+            os.rmdir(self.folder)

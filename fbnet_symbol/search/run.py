@@ -18,6 +18,7 @@ from dataclasses import replace
 from ..data.digits import embedded_digits
 from ..data.insightface import data_folder, folder_image_shape
 from ..errors import FBNetError
+from ..fileio import FolderLock
 from ..faces.verify import verification_evaluation
 from ..settings import Settings, resolve
 from ..threads import choose_threads, omp_threads, use_threads
@@ -66,6 +67,20 @@ class SearchRun:
         s = self.settings = resolve_run(settings)
         use_threads(choose_threads(s.threads)[0])  # warns if MXNet keeps another
         self.env = RunEnv(s, ("train",) if s.fixed else ("train", "theta"))
+        # one run per output folder, refused before any work (rank 0 alone writes)
+        self.lock = FolderLock(self.env.out)
+        if self.env.writer:
+            taken_over = self.lock.acquire()
+            if taken_over:
+                logger.info("took over the lock of a run that is gone (%s)", taken_over)
+        try:
+            self._build(evaluations)
+        except BaseException:
+            self.lock.release(tidy=True)  # a refused start leaves no folder behind
+            raise
+
+    def _build(self, evaluations):
+        s = self.settings
         if s.fixed:
             self.task = TrainTask(self.env)
             report = TrainReport(self.task, self.env.out)
@@ -84,7 +99,10 @@ class SearchRun:
 
     def run(self, stop_after_steps=None):
         """Train to the last epoch; returns a summary dict (see :meth:`Trainer.run`)."""
-        return self.trainer.run(stop_after_steps)
+        try:
+            return self.trainer.run(stop_after_steps)
+        finally:
+            self.lock.release(tidy=True)
 
 
 class _RunLog(Callback):

@@ -27,11 +27,12 @@ import numpy as np
 from ..cli import open_log_files
 from ..dist.cluster import (HandReducedModule, average_batchnorm_statistics, check_workers_agree,
                             exactly, rank_and_size)
-from ..errors import FBNetError
+from ..errors import FBNetError, RunInterrupted, WriteFailed
 from ..fileio import atomic_write_json
 from ..space.cpu_graph import native_batchnorm, on_cpus
 from ..space.network import LABEL_NAME, freeze_batchnorm, output_names
 from ..threads import omp_threads
+from .interrupt import StopSignals
 from .run_state import RunState
 from .schedules import make_scheduler
 
@@ -185,6 +186,7 @@ class Trainer:
         self.evaluations, self.callbacks = list(evaluations), list(callbacks)
         self.state = RunState(env.out, task.checkpoint_prefix, self.settings.keep_checkpoints)
         self.master = self.modules = self.output_index = None
+        self._signals = StopSignals(enabled=False)  # SIGINT/SIGTERM seen during run()
 
     # ------------------------------------------------------------ parameters
     def bind(self):
@@ -256,8 +258,24 @@ class Trainer:
                 callback.on_start()
         self._check_workers_agree("at the start")
         self._stop_at = None if stop_after_steps is None else state.global_step + stop_after_steps
-        start_epoch, start_stage, start_batch = state.position
-        for epoch in range(start_epoch, s.epochs):
+        # several workers would stop at different steps: under a cluster a signal ends the
+        # process as before (the last periodic checkpoint is kept)
+        with StopSignals(enabled=not env.cluster.distributed) as self._signals:
+            try:
+                self._epochs(*state.position)
+            except WriteFailed as e:
+                raise FBNetError("%s; the last complete checkpoint is %s: resume from it with "
+                                 "--load-model-path %s" % (e, state.last_checkpoint or
+                                                           "none yet", env.out)) from None
+        summary = dict(save_model_path=env.out, checkpoint=state.last_checkpoint,
+                       rank=env.rank, num_workers=env.num_workers)
+        for callback in self.callbacks:
+            summary.update(callback.summary(state.history))
+        return summary
+
+    def _epochs(self, start_epoch, start_stage, start_batch):
+        task = self.task
+        for epoch in range(start_epoch, self.settings.epochs):
             record = dict(epoch=epoch, **task.epoch_values(epoch))
             stages = task.stages(epoch)
             for stage in stages:
@@ -266,11 +284,21 @@ class Trainer:
                 first = start_batch if (epoch == start_epoch and stage == start_stage) else 0
                 record.update(self._run_stage(epoch, stage, first))
             self._end_epoch(epoch, record)
-        summary = dict(save_model_path=env.out, checkpoint=state.last_checkpoint,
-                       rank=env.rank, num_workers=env.num_workers)
-        for callback in self.callbacks:
-            summary.update(callback.summary(state.history))
-        return summary
+
+    def _stop_if_asked(self, bar):
+        """At a step boundary: after SIGINT/SIGTERM, checkpoint this position and stop."""
+        state = self.state
+        if self._signals.received is None:
+            return
+        bar.close()
+        if not (state.last_checkpoint or "").endswith("-%04d.params" % state.global_step):
+            self.save()
+        epoch, stage, batch = state.position
+        raise RunInterrupted(
+            "%s at epoch %d, %s stage, batch %d (step %d); checkpoint %s written: resume with "
+            "--load-model-path %s" % (self._signals.name, epoch, stage, batch,
+                                      state.global_step, state.last_checkpoint, self.env.out),
+            self._signals.exit_code)
 
     def _run_stage(self, epoch, stage, start_batch):
         from tqdm import tqdm
@@ -333,6 +361,7 @@ class Trainer:
                 tick, tick_samples = now, 0
             if s.save_frequence and state.global_step % s.save_frequence == 0:
                 self.save()
+            self._stop_if_asked(bar)
             if self._stop_at is not None and state.global_step >= self._stop_at:
                 bar.close()
                 raise StopRequested(state.global_step)

@@ -1,0 +1,184 @@
+"""Faults users meet, nothing lost: a full disk, two runs into one folder, Ctrl-C and SIGTERM."""
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from fbnet_symbol.checkpoint import CheckpointFolder, save_params
+from fbnet_symbol.errors import FBNetError
+from fbnet_symbol.fileio import FolderLock
+from tests.conftest import ROOT
+from tests.test_cli_search import ENV, common, read_theta
+
+RUN = ["--batch-size", "8", "--epochs", "4", "--warmup-epochs", "1", "--seed", "5",
+       "--log-frequence", "1"]
+
+
+def start(tiny_data, out, *extra, limit_bytes=None):
+    """test.py as a user starts it (``limit_bytes``: the largest file it may write, as when
+    a disk fills up: writes beyond it fail)."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.Popen([sys.executable, "test.py", *RUN, *common(tiny_data, out), *extra],
+                            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=limit if limit_bytes else None)
+
+
+def finish(proc, timeout=600):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def wait_for(path, text, proc, timeout=300):
+    """Until ``text`` is in the file ``path`` (the run's log)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.isfile(path) and text in open(path).read():
+            return
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.05)
+    raise AssertionError("%s never showed %r" % (path, text))
+
+
+def one_line(err, prefix):
+    lines = [l for l in err.splitlines() if l.startswith(prefix)]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """θ after the last epoch of the run every interrupted one must retrace."""
+    from tests.conftest import make_rec, synthetic_lut
+    folder = tmp_path_factory.mktemp("data")
+    data = {"train": make_rec(folder / "train", 24, seed=1),
+            "theta": make_rec(folder / "theta", 16, seed=2),
+            "lut": synthetic_lut(folder / "speed.txt")}
+    code, _, err = finish(start(data, folder / "full"))
+    assert code == 0, err[-2000:]
+    return data, read_theta(folder / "full" / "theta-result" / "epoch_3_theta.txt")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code,name", [(signal.SIGTERM, 143, "SIGTERM"),
+                                           (signal.SIGINT, 130, "Ctrl-C (SIGINT)")])
+def test_a_signal_stops_at_a_step_with_a_checkpoint_and_resume_retraces(
+        uninterrupted, tmp_path, sig, code, name):
+    data, want = uninterrupted
+    out = tmp_path / "run"
+    proc = start(data, out)
+    wait_for(out / "search.log", "epoch 1 weight batch 1/", proc)  # mid-epoch, mid-stage
+    proc.send_signal(sig)
+    got_code, _, err = finish(proc)
+    line = one_line(err, "stopped: ")
+    assert got_code == code and line.startswith("stopped: %s at epoch 1" % name), err[-2000:]
+    assert "resume with --load-model-path %s" % out in line
+    # the checkpoint of the step it stopped at: newer than epoch 0's, and verified
+    step = int(line.split("(step ")[1].split(")")[0])
+    assert CheckpointFolder(str(out / "checkpoints")).latest().number == step
+    assert not (out / "theta-result" / "epoch_3_theta.txt").exists()
+    proc = start(data, out, "--load-model-path", str(out))
+    resumed, _, err = finish(proc)
+    assert resumed == 0, err[-2000:]
+    assert "resumed from %s" % (out / "checkpoints" / ("supernet-%04d.params" % step)) in err
+    got = read_theta(out / "theta-result" / "epoch_3_theta.txt")
+    for layer in want:
+        np.testing.assert_allclose(got[layer], want[layer], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_second_run_into_the_same_folder_is_refused_and_the_first_goes_on(
+        uninterrupted, tmp_path):
+    data, want = uninterrupted
+    out = tmp_path / "run"
+    first = start(data, out)
+    wait_for(out / "search.log", "epoch 0 weight batch 1/", first)
+    second = start(data, out)
+    code, _, err = finish(second, timeout=120)
+    line = one_line(err, "error: ")
+    assert code == 2 and "in use by a running run (pid %d on" % first.pid in line, err[-2000:]
+    assert first.poll() is None  # refused at once, while the first still runs
+    code, _, err = finish(first)
+    assert code == 0, err[-2000:]
+    log = (out / "search.log").read_text()
+    assert log.count("arguments:") == 1  # the second wrote nothing into the folder
+    got = read_theta(out / "theta-result" / "epoch_3_theta.txt")
+    for layer in want:
+        np.testing.assert_allclose(got[layer], want[layer], rtol=1e-5, atol=1e-6)
+
+
+def test_the_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_path):
+    folder = tmp_path / "model"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, %r); "
+                               "from fbnet_symbol.fileio import FolderLock; "
+                               "FolderLock(%r).acquire(); print('held', flush=True); "
+                               "time.sleep(60)" % (ROOT, str(folder))],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(FBNetError, match="in use by a running run \\(pid %d on" % holder.pid):
+        FolderLock(str(folder)).acquire()
+    holder.kill()  # a crash: the lock file stays, the kernel drops the lock
+    holder.wait()
+    assert (folder / ".lock").is_file()
+    lock = FolderLock(str(folder))
+    assert lock.acquire().startswith("pid %d on" % holder.pid)  # taken over, holder named
+    lock.release(tidy=True)
+    assert folder.is_dir()  # not made by this lock: left in place
+    fresh = FolderLock(str(tmp_path / "new"))
+    fresh.acquire()
+    fresh.release(tidy=True)
+    assert not (tmp_path / "new").exists()  # a refused start takes back the folder it made
+
+
+def limited(limit_bytes, code):
+    """Run python ``code`` in a process whose files may not grow past ``limit_bytes``."""
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, %r); %s" % (ROOT, code)],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes,) * 2),
+        capture_output=True, text=True, env=ENV)
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file_and_no_temp_file(tmp_path):
+    target = tmp_path / "a.params"
+    save_params(str(target), {"w": __import__("mxnet").nd.ones((64, 64))}, {})
+    before = target.read_bytes()
+    res = limited(4096, "import mxnet as mx; from fbnet_symbol.checkpoint import save_params; "
+                        "from fbnet_symbol.errors import WriteFailed\n"
+                        "try:\n    save_params(%r, {'w': mx.nd.zeros((64, 64))}, {})\n"
+                        "except WriteFailed as e:\n    print(e)" % str(target))
+    assert res.returncode == 0 and "cannot write %s: " % target in res.stdout, res.stderr
+    assert "free there" in res.stdout
+    assert target.read_bytes() == before and os.listdir(tmp_path) == ["a.params"]
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_search_stops_in_one_line_and_the_last_checkpoint_resumes(
+        uninterrupted, tmp_path):
+    data, want = uninterrupted
+    out = tmp_path / "run"
+    proc = start(data, out)
+    wait_for(out / "search.log", "epoch 1 weight batch 1/", proc)
+    proc.send_signal(signal.SIGTERM)  # a checkpoint mid-run, to resume from
+    assert finish(proc)[0] == 143
+    ckpts = CheckpointFolder(str(out / "checkpoints"))
+    last = ckpts.latest()
+    limit = os.path.getsize(last.params_path) // 2  # the next checkpoint cannot fit
+    code, _, err = finish(start(data, out, "--load-model-path", str(out), limit_bytes=limit))
+    line = one_line(err, "error: ")
+    assert code == 2 and "cannot write %s" % out in line, err[-2000:]
+    assert "resume from it with --load-model-path %s" % out in line
+    leftovers = [f for _, _, files in os.walk(out) for f in files
+                 if f.startswith(".tmp-") or f.endswith(".tmp")]
+    assert leftovers == []
+    assert ckpts.latest().params_path == last.params_path  # intact, verified, still the newest
+    code, _, err = finish(start(data, out, "--load-model-path", str(out)))
+    assert code == 0, err[-2000:]
+    got = read_theta(out / "theta-result" / "epoch_3_theta.txt")
+    for layer in want:
+        np.testing.assert_allclose(got[layer], want[layer], rtol=1e-5, atol=1e-6)
