@@ -28,6 +28,16 @@ def image_files(folder):
             if f.lower().endswith(IMAGE_EXTENSIONS)]
 
 
+def read_text(path, expects):
+    """The text of ``path``; a binary file where text is expected (a ``.bin`` pair set, an
+    image, ``.params``) is one :class:`FBNetError` saying what the flag takes."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError:
+        raise FBNetError("%s is a binary file, not %s" % (path, expects)) from None
+
+
 def umask():
     """The process's umask (read by setting it and putting it back)."""
     mask = os.umask(0o022)

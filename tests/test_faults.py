@@ -1,4 +1,5 @@
 """Faults users meet, nothing lost: a full disk, two runs into one folder, Ctrl-C and SIGTERM."""
+import logging
 import os
 import resource
 import signal
@@ -182,3 +183,88 @@ def test_a_full_disk_during_a_search_stops_in_one_line_and_the_last_checkpoint_r
     got = read_theta(out / "theta-result" / "epoch_3_theta.txt")
     for layer in want:
         np.testing.assert_allclose(got[layer], want[layer], rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def wrong_files(tmp_path_factory):
+    """Files of the wrong kind: a pair set, an image, a JSON of another kind, plain text."""
+    import cv2
+    import pickle
+    folder = tmp_path_factory.mktemp("wrong")
+    with open(folder / "lfw.bin", "wb") as f:
+        pickle.dump(([b"\x89PNG"] * 2, [True]), f, protocol=4)
+    cv2.imwrite(str(folder / "face.png"), np.zeros((8, 8, 3), np.uint8))
+    (folder / "history.json").write_text('[{"epoch": 0}]\n')
+    (folder / "notes.txt").write_text("hello\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def face_model(tmp_path_factory):
+    """A tiny trained ArcFace network (test.py --arch's output folder)."""
+    import json
+    from fbnet_symbol.faces.files import write_synthetic_faces
+    from fbnet_symbol.search.run import SearchRun
+    from fbnet_symbol.settings import Settings
+    folder = tmp_path_factory.mktemp("face")
+    write_synthetic_faces(str(folder / "faces"), identities=3, per_identity=4, size=8, pairs=20)
+    arch = {"space": "fbnet", "blocks": ["k3_e1"] * 22, "width_mult": 0.25,
+            "head": {"type": "arcface"}}
+    SearchRun(Settings(arch=json.dumps(arch), data_dir=str(folder / "faces"), epochs=1,
+                       batch_size=4, progress=False,
+                       save_model_path=str(folder / "model"))).run()
+    return str(folder / "model")
+
+
+# every flag that takes a file, with what else its command needs to reach that file
+FILE_FLAGS = [
+    ("search", "--lut", []), ("search", "--train-rec", ["--theta-rec", "{rec}"]),
+    ("search", "--theta-rec", ["--train-rec", "{rec}"]),
+    ("search", "--val-rec", ["--train-rec", "{rec}", "--theta-rec", "{theta_rec}"]),
+    ("search", "--load-model-path", []), ("search", "--arch", []),
+    ("search", "--verify", ["--data-dir", "{faces}"]), ("search", "--data-dir", []),
+    ("sample", "--theta", ["--output", "{out}"]),
+    ("sample", "--load-model-path", ["--output", "{out}"]),
+    ("sample", "--lut", ["--theta", "{theta}", "--output", "{out}"]), ("sample", "--arch", []),
+    ("measure", "--validate", []), ("measure", "--arch", ["--validate", "{lut}"]),
+    ("export", "--load-model-path", ["--output", "{out}/x.onnx"]),
+    ("verify", "--load-model-path", ["--bin", "{bin}"]),
+    ("verify", "--bin", ["--load-model-path", "{model}"]),
+    ("data", "check", []), ("data", "index", []),
+]
+
+
+@pytest.mark.parametrize("kind", ["lfw.bin", "face.png", "history.json", "notes.txt"])
+@pytest.mark.parametrize("command,flag,needs", FILE_FLAGS,
+                         ids=["%s %s" % (c, f) for c, f, _ in FILE_FLAGS])
+def test_a_file_of_the_wrong_kind_is_one_line_naming_it(
+        wrong_files, tiny_data, tmp_path, capsys, command, flag, needs, kind, request):
+    from fbnet_symbol.cli import run
+    from fbnet_symbol.commands import command_main
+    for handler in list(logging.getLogger().handlers):  # bound to an earlier test's stderr
+        logging.getLogger().removeHandler(handler)
+    if kind == "lfw.bin" and flag in ("--verify", "--bin"):
+        kind = "history.json"  # a pair set is what these flags take
+    face_model = request.getfixturevalue("face_model") if flag == "--bin" else None
+    wrong = str(wrong_files / kind)
+    fill = {"rec": tiny_data["train"], "theta_rec": tiny_data["theta"], "faces": str(wrong_files / "none"), "out": str(tmp_path),
+            "theta": str(wrong_files / "notes.txt"), "lut": tiny_data["lut"],
+            "bin": str(wrong_files / "lfw.bin"), "model": str(tmp_path / "none")}
+    if flag == "--verify":  # a real face folder, so that the pair set is what is read
+        from fbnet_symbol.faces.files import write_synthetic_faces
+        write_synthetic_faces(str(tmp_path / "faces"), identities=3, per_identity=4, size=8,
+                              pairs=4)
+        fill["faces"] = str(tmp_path / "faces")
+    if flag == "--bin":  # a real model, so that the pair set is what is read
+        fill["model"] = face_model
+    argv = [flag, wrong]
+    argv += [a.format(**fill) for a in needs]
+    if command == "search":
+        argv += ["--image-shape", "3,8,8", "--width-mult", "0.25", "--epochs", "1",
+                 "--no-progress", "--save-model-path", str(tmp_path / "m")]
+    with pytest.raises(SystemExit) as stop:
+        run(command_main(command), argv)
+    err = capsys.readouterr().err
+    errors = [l for l in err.splitlines() if l.startswith("error: ")]
+    assert stop.value.code == 2 and len(errors) == 1 and "Traceback" not in err, err[-2000:]
+    assert kind in errors[0], errors[0]  # the line names the file given

@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from ..errors import FBNetError
-from ..fileio import atomic_write, atomic_write_json
+from ..fileio import atomic_write, atomic_write_json, read_text
 from ..threads import omp_threads
 
 logger = logging.getLogger(__name__)
@@ -188,8 +188,8 @@ def load_table(path):
                          "block_speed_test.py or leave --lut out to measure automatically"
                          % path)
     source = "latency table %s" % path
-    with open(path) as f:
-        text = f.read()
+    text = read_text(path, "a latency table (--lut and --validate take block_speed_test.py's "
+                           "speed.txt or speed.json)")
     if path.endswith(".json"):
         try:
             obj = json.loads(text)

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from ..errors import FBNetError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, read_text
 
 THETA_PREFIX = "theta_"
 
@@ -88,8 +88,8 @@ def read_theta_text(path, layout):
         raise FBNetError("theta file %s does not exist; pass a theta-result/epoch_N_theta.txt "
                          "written by test.py" % path)
     rows = []
-    with open(path) as f:
-        text = f.read()
+    text = read_text(path, "a theta file (--theta takes a search's "
+                           "theta-result/epoch_N_theta.txt)")
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

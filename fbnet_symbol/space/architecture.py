@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Optional, Tuple
 
 from ..errors import FBNetError
+from ..fileio import read_text
 from .heads import HeadConfig
 from .spaces import PRESETS, SPACES, decode_space, get_preset, get_space
 
@@ -192,8 +193,8 @@ def load_architecture(spec, expect_space=None):
                              "existing .json file" % (spec, ", ".join(NAMED_ARCHITECTURES)))
         source = path or "architecture JSON"
         if text is None:
-            with open(path) as f:
-                text = f.read()
+            text = read_text(path, "an architecture (--arch takes a shipped name, a .json "
+                                   "file such as a search's arch.json, or a JSON string)")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
