@@ -16,7 +16,7 @@ import sysconfig
 
 import pytest
 
-from tests.conftest import ROOT, make_rec, synthetic_lut
+from tests.conftest import ROOT, make_rec, separate_python, synthetic_lut
 
 pytestmark = pytest.mark.slow
 
@@ -164,6 +164,11 @@ def test_a_wheel_is_a_complete_install(wheel_way):
                                    "site-packages", "fbnet_symbol", "space", "archs", "*.json"))
     assert len(archs) == 3  # the named architectures ship in the wheel
     wheel_way("sample", "--arch", "fbnet_c", "--image-shape", "3,32,32")
+    # the onnxruntime check script ships in the wheel and runs from it
+    ort = separate_python("FBNET_ORT_PYTHON", ".venv-ort", "onnxruntime")
+    res = wheel_way("export", "--load-model-path", "trained", "--output", "checked.onnx",
+                    "--check", "--ort-python", ort)
+    assert ": OK" in res.stdout
 
 
 @pytest.mark.parametrize("old,new", [("export", "export"), ("verify", "verify"),

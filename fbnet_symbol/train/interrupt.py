@@ -9,6 +9,8 @@ import logging
 import signal
 import threading
 
+from ..errors import RunInterrupted
+
 logger = logging.getLogger(__name__)
 
 NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
@@ -51,3 +53,11 @@ class StopSignals:
     def exit_code(self):
         """The shell's code for death by this signal (130 for SIGINT, 143 for SIGTERM)."""
         return 128 + int(self.received)
+
+    def stopped(self, position, step, checkpoint, out):
+        """The :class:`RunInterrupted` a run raises once its checkpoint is written."""
+        epoch, stage, batch = position
+        return RunInterrupted(
+            "%s at epoch %d, %s stage, batch %d (step %d); checkpoint %s written: resume with "
+            "--load-model-path %s" % (self.name, epoch, stage, batch, step, checkpoint, out),
+            self.exit_code)

@@ -27,7 +27,7 @@ import numpy as np
 from ..cli import open_log_files
 from ..dist.cluster import (HandReducedModule, average_batchnorm_statistics, check_workers_agree,
                             exactly, rank_and_size)
-from ..errors import FBNetError, RunInterrupted, WriteFailed
+from ..errors import FBNetError, WriteFailed
 from ..fileio import atomic_write_json
 from ..space.cpu_graph import native_batchnorm, on_cpus
 from ..space.network import LABEL_NAME, freeze_batchnorm, output_names
@@ -293,12 +293,8 @@ class Trainer:
         bar.close()
         if not (state.last_checkpoint or "").endswith("-%04d.params" % state.global_step):
             self.save()
-        epoch, stage, batch = state.position
-        raise RunInterrupted(
-            "%s at epoch %d, %s stage, batch %d (step %d); checkpoint %s written: resume with "
-            "--load-model-path %s" % (self._signals.name, epoch, stage, batch,
-                                      state.global_step, state.last_checkpoint, self.env.out),
-            self._signals.exit_code)
+        raise self._signals.stopped(state.position, state.global_step, state.last_checkpoint,
+                                    self.env.out)
 
     def _run_stage(self, epoch, stage, start_batch):
         from tqdm import tqdm
