@@ -56,7 +56,7 @@ def main(argv=None):
         print("error: unknown command %r; the commands are %s (see fbnet --help)"
               % (name, ", ".join(COMMANDS)), file=sys.stderr)
         sys.exit(2)
-    sys.argv[0] = "fbnet " + name  # argparse's usage lines name the command as typed
+    sys.argv = ["fbnet " + name] + argv[1:]  # argparse's usage names the command as typed
     run(command_main(name), argv[1:])
 
 
