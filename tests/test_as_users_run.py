@@ -117,8 +117,8 @@ def small_data(way):
 
 
 def pipeline(way, measure_in_search):
-    """measure -> search -> sample -> train -> export -> validate, then faces -> verify, each
-    command started from the working directory with relative paths."""
+    """measure -> search -> sample -> train -> export -> validate -> study, then faces ->
+    verify, each command started from the working directory with relative paths."""
     data = small_data(way)
     way("measure", "--space", "fbnet", "--preset", "seed", *SHAPE, "--gpu", "cpu",
         "--output", "speed.txt", "--quick")
@@ -137,6 +137,10 @@ def pipeline(way, measure_in_search):
     way("export", "--load-model-path", "trained", "--output", "net.onnx")
     assert os.path.getsize(way.path("net.onnx")) > 0
     way("measure", "--validate", "speed.json", "--arch", "archs/argmax.json", "--quick")
+    way("study", "--quick", "--alphas", "0", "--seeds", "0", "--random", "1",
+        "--search-epochs", "2", "--train-epochs", "1", *data, *SHAPE, "--lut", "speed.json",
+        "--batch-size", "8", "--no-progress", "--out", "study")
+    assert os.path.isfile(way.path("study", "summary.json"))
     face = ["--data-dir", "faces", "--model-type", "arcface", "--margin-s", "16", *SHAPE,
             "--lut", "speed.json", *common]
     way("search", *face, "--save-model-path", "face_search")

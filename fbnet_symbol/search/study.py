@@ -237,6 +237,7 @@ def run_study(base, out, alphas, seeds, num_random, search_epochs=None, train_ep
 
 def main(argv=None):
     from ..cli import ArgumentParser
+    from ..latency.timing import QUICK
     from ..settings import RUN_PRESETS, add_settings, from_args
     from ..threads import choose_threads, use_threads
 
@@ -250,6 +251,8 @@ def main(argv=None):
                    "run preset's)")
     p.add_argument("--train-epochs", type=int, help="budget of each training from scratch "
                    "(default: the run preset's)")
+    p.add_argument("--quick", action="store_true",
+                   help="time the networks with few repeats: rough latencies, for smoke runs")
     # every run's settings: test.py's flags (fbnet_symbol.settings); the unit-free loss form,
     # so that one alpha grid means the same on any device
     add_settings(p, ["loss_form", "train_rec", "theta_rec", "val_rec", "lut", "gpu", "space",
@@ -272,7 +275,7 @@ def main(argv=None):
     summary = run_study(base, args.out, _floats(args.alphas), [int(s) for s in
                                                                _floats(args.seeds)],
                         args.random, args.search_epochs, train_epochs,
-                        progress=base.progress)
+                        progress=base.progress, policy=QUICK if args.quick else None)
     print(json.dumps({k: v for k, v in summary.items()}, indent=1))
     print("wrote study.csv, study.png and summary.json to %s" % args.out)
     return 0
