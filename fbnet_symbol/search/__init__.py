@@ -6,7 +6,7 @@ first use, so that reading θ files does not load MXNet).
 
 
 def __getattr__(name):
-    if name in ("SearchRun", "SearchConfig", "Run"):
+    if name in ("SearchRun", "SearchConfig"):
         from . import run
         return getattr(run, name)
     raise AttributeError("module %r has no attribute %r" % (__name__, name))

@@ -3,7 +3,7 @@
 Everything here is a pure description or a pure symbol builder; nothing trains, reads data
 or parses a command line. The one registry of search spaces is :data:`SPACES`
 (:mod:`.spaces`); each entry names the module of its blocks, which must provide
-(:func:`~fbnet_symbol.space.spaces.check_block_module` checks it):
+(:func:`~fbnet_symbol.space.spaces.block_module` checks it):
 
 * ``OPS``: ``{op name: fn(data, layer, prefix, bn_inside, **candidate params) -> Symbol}``,
   one per ``Candidate.op`` of the space (an identity candidate needs none);
