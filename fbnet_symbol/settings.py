@@ -148,7 +148,6 @@ class Settings:
                               cli=False)
     run_preset: Optional[str] = setting(None, "which RUN_PRESETS entry filled the defaults",
                                         cli=False)
-    extra: dict = setting({}, "free-form settings recorded with the run", cli=False)
 
     def to_dict(self):
         """JSON-ready: tuples as lists, an Architecture as its dict."""
@@ -183,10 +182,9 @@ def _as_argument(parse, text):
 RESUME_KEYS = tuple(f.name for f in fields(Settings) if f.metadata["resume"])
 
 # Defaults that depend on the kind of run: on the user's data a search follows the paper's
-# schedule; the embedded digits get a ~5-minute demonstration on 2 CPU cores; a fixed
-# architecture has no warm-up and a smaller step (no supernet averaging its branches).
-# The embedded demo must show a search within ~3 minutes: the unit-free loss form and a
-# theta step 10x the paper's, so that P_theta moves in 36 theta steps (docs/design.md).
+# schedule; a fixed architecture has no warm-up and a smaller step (no supernet averaging
+# its branches). The embedded digits get a demonstration that shows a search in ~2-3
+# minutes on 2 CPU cores (README): the unit-free loss form and a theta step 10x the paper's, so that P_theta moves in 36 theta steps (docs/design.md).
 # A search's network defaults to the seed's preset and a softmax head; a fixed training
 # takes both from its architecture.
 _SEARCH = dict(alpha=0.2, loss_form="add", theta_lr=0.01)  # the seed's and the paper's
