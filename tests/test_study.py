@@ -48,3 +48,27 @@ def test_study_runs_end_to_end_and_resumes(tiny_data, tmp_path):
                       policy=QUICK)
     assert {p: p.stat().st_mtime for p in out.rglob("result.json")} == stamps
     assert np.isclose(again["random_matched_or_beaten"], summary["random_matched_or_beaten"])
+
+
+def test_study_statistics_on_a_hand_computed_example():
+    from fbnet_symbol.search import study_stats as st
+    searched = {"latency_ms": 10.0, "accs": [0.80, 0.84]}                  # mean 0.82
+    randoms = [{"latency_ms": 9.5, "accs": [0.70, 0.74]},                 # neighbour, 0.72
+               {"latency_ms": 10.8, "accs": [0.78, 0.78]},                # neighbour, 0.78
+               {"latency_ms": 12.0, "accs": [0.90, 0.86]},                # 20% slower, 0.88
+               {"latency_ms": 8.0, "accs": [0.60, 0.62]}]                 # 20% faster, 0.61
+    assert st.neighbours(searched, randoms) == randoms[:2]
+    d = st.neighbour_difference(searched, randoms, draws=4000)
+    assert d["neighbours"] == 2 and d["difference"] == pytest.approx(0.82 - 0.75)
+    # every bootstrap draw lies between the extremes 0.80 - 0.78 and 0.84 - 0.70
+    assert 0.02 - 1e-12 <= d["low"] < 0.07 < d["high"] <= 0.14 + 1e-12
+    # no spread in either: the interval is the difference itself
+    flat = st.neighbour_difference({"latency_ms": 1.0, "accs": [0.8, 0.8]},
+                                   [{"latency_ms": 1.05, "accs": [0.7, 0.7]}])
+    assert flat["low"] == pytest.approx(0.1) and flat["high"] == pytest.approx(0.1)
+    assert st.neighbour_difference(searched, randoms[2:])["difference"] is None
+    # dominated: only the 10.8 ms network (slower and less accurate)
+    assert st.dominated_share(searched, randoms) == pytest.approx(0.25)
+    assert not st.dominates(searched, dict(searched))  # a tie dominates nothing
+    # Spearman by hand: ranks 1 2 3 4 against 1 3 2 4, sum d^2 = 2, rho = 1 - 12/60
+    assert st.rank_agreement([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.4])["rho"] == pytest.approx(0.8)
