@@ -88,3 +88,19 @@ def test_embedded_digits_is_cached_and_split(tmp_path):
     assert all(check_recordio(v).num_classes == 10 for v in paths.values())
     stamp = os.path.getmtime(paths["train"])
     assert embedded_digits(str(tmp_path)) == paths and os.path.getmtime(paths["train"]) == stamp
+
+
+def test_the_cluttered_digits_task_is_deterministic_cached_and_split_by_source(tmp_path):
+    from fbnet_symbol.data.digits import cluttered_digits
+    a = cluttered_digits(str(tmp_path / "a"))
+    b = cluttered_digits(str(tmp_path / "b"))
+    for split in a:  # the same bytes from the same seed, anywhere
+        assert open(a[split], "rb").read() == open(b[split], "rb").read()
+    stamp = os.path.getmtime(a["train"])
+    assert cluttered_digits(str(tmp_path / "a")) == a and os.path.getmtime(a["train"]) == stamp
+    other = cluttered_digits(str(tmp_path / "a"), seed=1)
+    assert other["train"] != a["train"]  # another seed: another task, cached apart
+    assert open(other["train"], "rb").read() != open(a["train"], "rb").read()
+    sizes = {s: check_recordio(a[s]).num_records for s in a}
+    plain = embedded_digits(str(tmp_path / "plain"))  # the same source digits per split
+    assert sizes == {s: 3 * check_recordio(plain[s]).num_records for s in plain}

@@ -1,4 +1,4 @@
-"""The data tools: ``python -m fbnet_symbol.data pack | split | index | check | digits | pack-faces | make-pairs | synthetic-faces``."""
+"""The data tools: ``fbnet data pack | split | index | check | digits | cluttered-digits | pack-faces | make-pairs | synthetic-faces``."""
 import os
 import sys
 
@@ -8,7 +8,7 @@ from ..faces.files import (draw_pairs, pack_faces, pairs_from_lfw_list, write_pa
                            write_synthetic_faces)
 from ..space.spaces import parse_image_shape
 from .check import check_data, describe
-from .digits import embedded_digits
+from .digits import cluttered_digits, embedded_digits
 from .files import build_index, pack_folder, split_records
 from .recordio import idx_path
 
@@ -34,6 +34,10 @@ def main(argv=None):
     d.add_argument("rec")
     e = sub.add_parser("digits", help="build the embedded digits data set in the cache")
     e.add_argument("--cache-dir")
+    e2 = sub.add_parser("cluttered-digits", help="build the cluttered digits task in the cache "
+                        "(32x32 digits under affine maps, noise, tint and clutter)")
+    e2.add_argument("--cache-dir")
+    e2.add_argument("--seed", type=int, default=0)
     f = sub.add_parser("pack-faces", help="pack DIR/<identity>/<image> into InsightFace's "
                        "identity-indexed OUT.rec/.idx + property")
     f.add_argument("folder")
@@ -83,8 +87,9 @@ def main(argv=None):
         for k, v in write_synthetic_faces(args.out, args.identities, args.per_identity,
                                           args.size, args.pairs, args.seed).items():
             print("%s: %s" % (k, v))
-    elif args.cmd == "digits":
-        paths = embedded_digits(args.cache_dir)
+    elif args.cmd in ("digits", "cluttered-digits"):
+        paths = embedded_digits(args.cache_dir) if args.cmd == "digits" else \
+            cluttered_digits(args.cache_dir, seed=args.seed)
         print("\n".join("%s: %s" % kv for kv in paths.items()))
     return 0
 
