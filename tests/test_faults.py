@@ -47,6 +47,13 @@ def wait_for(path, text, proc, timeout=300):
     raise AssertionError("%s never showed %r" % (path, text))
 
 
+def assert_same_theta(out, want):
+    """θ after the last epoch equals the uninterrupted run's (1e-5)."""
+    got = read_theta(out / "theta-result" / "epoch_3_theta.txt")
+    for layer in want:
+        np.testing.assert_allclose(got[layer], want[layer], rtol=1e-5, atol=1e-6)
+
+
 def one_line(err, prefix):
     lines = [l for l in err.splitlines() if l.startswith(prefix)]
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
@@ -88,9 +95,7 @@ def test_a_signal_stops_at_a_step_with_a_checkpoint_and_resume_retraces(
     resumed, _, err = finish(proc)
     assert resumed == 0, err[-2000:]
     assert "resumed from %s" % (out / "checkpoints" / ("supernet-%04d.params" % step)) in err
-    got = read_theta(out / "theta-result" / "epoch_3_theta.txt")
-    for layer in want:
-        np.testing.assert_allclose(got[layer], want[layer], rtol=1e-5, atol=1e-6)
+    assert_same_theta(out, want)
 
 
 @pytest.mark.slow
@@ -109,9 +114,7 @@ def test_a_second_run_into_the_same_folder_is_refused_and_the_first_goes_on(
     assert code == 0, err[-2000:]
     log = (out / "search.log").read_text()
     assert log.count("arguments:") == 1  # the second wrote nothing into the folder
-    got = read_theta(out / "theta-result" / "epoch_3_theta.txt")
-    for layer in want:
-        np.testing.assert_allclose(got[layer], want[layer], rtol=1e-5, atol=1e-6)
+    assert_same_theta(out, want)
 
 
 def test_the_lock_names_its_holder_and_a_dead_holders_lock_is_taken_over(tmp_path):
@@ -180,9 +183,7 @@ def test_a_full_disk_during_a_search_stops_in_one_line_and_the_last_checkpoint_r
     assert ckpts.latest().params_path == last.params_path  # intact, verified, still the newest
     code, _, err = finish(start(data, out, "--load-model-path", str(out)))
     assert code == 0, err[-2000:]
-    got = read_theta(out / "theta-result" / "epoch_3_theta.txt")
-    for layer in want:
-        np.testing.assert_allclose(got[layer], want[layer], rtol=1e-5, atol=1e-6)
+    assert_same_theta(out, want)
 
 
 @pytest.fixture(scope="module")
