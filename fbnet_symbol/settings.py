@@ -95,6 +95,10 @@ class Settings:
     lut: Optional[str] = setting(None, "latency table (.txt or .json); default: a cached "
                                  "table measured on the first device")
     lut_batch_size: int = setting(1, "batch size the latency table is for", type=int)
+    lut_timing: str = setting("full", "how a search times the table it has to measure (no "
+                              "--lut): full, or quick (few repeats: a rough table in seconds "
+                              "for a smoke run, cached apart from full ones)",
+                              choices=["full", "quick"])
     alpha: Optional[float] = setting(None, "weight of the latency term", resume=True,
                                      type=float)
     beta: float = setting(0.6, "exponent of the latency term", resume=True, type=float)

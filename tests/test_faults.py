@@ -91,6 +91,8 @@ def test_a_signal_stops_at_a_step_with_a_checkpoint_and_resume_retraces(
     step = int(line.split("(step ")[1].split(")")[0])
     assert CheckpointFolder(str(out / "checkpoints")).latest().number == step
     assert not (out / "theta-result" / "epoch_3_theta.txt").exists()
+    if sig == signal.SIGINT:
+        return  # the same stop as SIGTERM's; its resume is proven there
     proc = start(data, out, "--load-model-path", str(out))
     resumed, _, err = finish(proc)
     assert resumed == 0, err[-2000:]

@@ -236,3 +236,26 @@ def test_groups_timed_at_different_speeds_are_brought_to_one_speed(monkeypatch):
     calls.clear()
     plain = timing.time_symbols(items, mx.cpu(), memory_budget=2 * size)
     assert [t.median_ms for t in plain][2] == pytest.approx(3.0 * 1.25)
+
+
+def test_a_quick_table_is_cached_apart_from_a_full_one(tmp_path, monkeypatch):
+    from fbnet_symbol.latency import measure
+    from fbnet_symbol.latency.timing import QUICK, TimingPolicy
+    from fbnet_symbol.space.spaces import decode_space
+    from tests.conftest import synthetic_lut
+    import mxnet as mx
+    monkeypatch.setenv("FBNET_SYMBOL_CACHE", str(tmp_path))
+    made = []
+
+    def fake_measure(layout, ctx, batch_size, path, policy, progress):
+        made.append((path, policy))
+        synthetic_lut(path[:-5] + ".txt")
+
+    monkeypatch.setattr(measure, "measure_in_fresh_process", fake_measure)
+    layout = decode_space("fbnet", "seed", (3, 8, 8), 0.25)
+    _, quick = measure.cached_table(layout, mx.cpu(), 1, QUICK, progress=False)
+    _, full = measure.cached_table(layout, mx.cpu(), 1, TimingPolicy(), progress=False)
+    assert quick.endswith("-quick.json") and full != quick and not full.endswith("-quick.json")
+    assert [p for _, p in made] == [QUICK, TimingPolicy()]  # the quick one did not stand in
+    measure.cached_table(layout, mx.cpu(), 1, QUICK, progress=False)
+    assert len(made) == 2  # each is reused from the cache

@@ -22,7 +22,7 @@ from ..space.heads import HeadConfig, build_head
 from ..space.network import LABEL_NAME, build_block, build_embedding, build_network, tail_channels
 from ..space.spaces import block_module
 from .table import MIN_MS, LatencyTable, load_table, settings_of
-from .timing import TimingPolicy, overhead_symbol, time_symbols
+from .timing import QUICK, TimingPolicy, overhead_symbol, time_symbols
 
 logger = logging.getLogger(__name__)
 
@@ -190,9 +190,10 @@ def cached_table(layout, ctx, batch_size=1, policy=TimingPolicy(), progress=True
     """A table for (space, preset, shape, batch, device, MXNet build): cached or measured."""
     key = table_key(layout, batch_size, ctx)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    path = os.path.join(default_cache_dir(), "lut", "%s-%s-%s-b%d-%s.json" % (
+    quick = "-quick" if policy == QUICK else ""  # a rough table never stands in for a full one
+    path = os.path.join(default_cache_dir(), "lut", "%s-%s-%s-b%d-%s%s.json" % (
         layout.space.name, layout.preset.name, "x".join(map(str, layout.image_shape)),
-        batch_size, digest))
+        batch_size, digest, quick))
     if os.path.isfile(path):
         try:
             table = load_table(path).check(layout, batch_size)

@@ -13,6 +13,7 @@ import logging
 import numpy as np
 
 from ..latency.measure import cached_table
+from ..latency.timing import QUICK, TimingPolicy
 from ..latency.table import LatencyTable, load_table
 from ..space.architecture import layout_from_settings
 from ..train.trainer import WEIGHT, ParamGroup, Task
@@ -37,6 +38,7 @@ def shared_latency_table(env, layout):
             table, path = load_table(s.lut).check(layout, s.lut_batch_size), s.lut
         else:
             table, path = cached_table(layout, env.contexts[0], s.lut_batch_size,
+                                       QUICK if s.lut_timing == "quick" else TimingPolicy(),
                                        progress=env.progress)
     if not env.cluster.distributed:
         return table, path
