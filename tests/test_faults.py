@@ -271,3 +271,22 @@ def test_a_file_of_the_wrong_kind_is_one_line_naming_it(
     errors = [l for l in err.splitlines() if l.startswith("error: ")]
     assert stop.value.code == 2 and len(errors) == 1 and "Traceback" not in err, err[-2000:]
     assert kind in errors[0], errors[0]  # the line names the file given
+
+
+@pytest.mark.slow
+def test_sigterm_during_fixed_training_checkpoints_and_resumes(uninterrupted, tmp_path):
+    import json
+    data, _ = uninterrupted
+    out = tmp_path / "trained"
+    arch = ["--arch", json.dumps({"space": "fbnet", "blocks": ["k3_e1"] * 22,
+                                  "width_mult": 0.25})]
+    proc = start(data, out, *arch)
+    wait_for(out / "search.log", "epoch 1 weight batch 1/", proc)
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc)
+    line = one_line(err, "stopped: ")
+    assert code == 143 and line.startswith("stopped: SIGTERM at epoch 1"), err[-2000:]
+    step = int(line.split("(step ")[1].split(")")[0])
+    assert CheckpointFolder(str(out / "checkpoints"), "model").latest().number == step
+    code, out_text, err = finish(start(data, out, *arch, "--load-model-path", str(out)))
+    assert code == 0 and "training finished: 4 epochs" in out_text, err[-2000:]
