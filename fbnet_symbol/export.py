@@ -3,4 +3,4 @@ from .ship.export import *  # noqa: F401,F403  (scripts importing the old module
 
 if __name__ == "__main__":
     from .commands import forward
-    forward("export", "export")
+    forward("export")

@@ -3,4 +3,4 @@ from .search.study import *  # noqa: F401,F403  (scripts importing the old modul
 
 if __name__ == "__main__":
     from .commands import forward
-    forward("study", "study")
+    forward("study")

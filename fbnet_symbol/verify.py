@@ -3,4 +3,4 @@ from .faces.verify import *  # noqa: F401,F403  (scripts importing the old modul
 
 if __name__ == "__main__":
     from .commands import forward
-    forward("verify", "verify")
+    forward("verify")

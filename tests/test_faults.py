@@ -54,6 +54,13 @@ def assert_same_theta(out, want):
         np.testing.assert_allclose(got[layer], want[layer], rtol=1e-5, atol=1e-6)
 
 
+def start_mid_run(data, out, when="epoch 1 weight batch 1/", *extra):
+    """test.py started into ``out``, returned once its log shows ``when`` (mid-stage)."""
+    proc = start(data, out, *extra)
+    wait_for(out / "search.log", when, proc)
+    return proc
+
+
 def one_line(err, prefix):
     lines = [l for l in err.splitlines() if l.startswith(prefix)]
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
@@ -80,8 +87,7 @@ def test_a_signal_stops_at_a_step_with_a_checkpoint_and_resume_retraces(
         uninterrupted, tmp_path, sig, code, name):
     data, want = uninterrupted
     out = tmp_path / "run"
-    proc = start(data, out)
-    wait_for(out / "search.log", "epoch 1 weight batch 1/", proc)  # mid-epoch, mid-stage
+    proc = start_mid_run(data, out)
     proc.send_signal(sig)
     got_code, _, err = finish(proc)
     line = one_line(err, "stopped: ")
@@ -105,8 +111,7 @@ def test_a_second_run_into_the_same_folder_is_refused_and_the_first_goes_on(
         uninterrupted, tmp_path):
     data, want = uninterrupted
     out = tmp_path / "run"
-    first = start(data, out)
-    wait_for(out / "search.log", "epoch 0 weight batch 1/", first)
+    first = start_mid_run(data, out, "epoch 0 weight batch 1/")
     second = start(data, out)
     code, _, err = finish(second, timeout=120)
     line = one_line(err, "error: ")
@@ -168,8 +173,7 @@ def test_a_full_disk_during_a_search_stops_in_one_line_and_the_last_checkpoint_r
         uninterrupted, tmp_path):
     data, want = uninterrupted
     out = tmp_path / "run"
-    proc = start(data, out)
-    wait_for(out / "search.log", "epoch 1 weight batch 1/", proc)
+    proc = start_mid_run(data, out)
     proc.send_signal(signal.SIGTERM)  # a checkpoint mid-run, to resume from
     assert finish(proc)[0] == 143
     ckpts = CheckpointFolder(str(out / "checkpoints"))
@@ -280,8 +284,7 @@ def test_sigterm_during_fixed_training_checkpoints_and_resumes(uninterrupted, tm
     out = tmp_path / "trained"
     arch = ["--arch", json.dumps({"space": "fbnet", "blocks": ["k3_e1"] * 22,
                                   "width_mult": 0.25})]
-    proc = start(data, out, *arch)
-    wait_for(out / "search.log", "epoch 1 weight batch 1/", proc)
+    proc = start_mid_run(data, out, "epoch 1 weight batch 1/", *arch)
     proc.send_signal(signal.SIGTERM)
     code, _, err = finish(proc)
     line = one_line(err, "stopped: ")

@@ -60,10 +60,10 @@ def main(argv=None):
     run(command_main(name), argv[1:])
 
 
-def forward(old, new):
-    """An earlier release's ``python -m fbnet_symbol.OLD``: one line naming the new command,
-    then the new command itself."""
+def forward(name):
+    """An earlier release's ``python -m fbnet_symbol.NAME``: one line naming the command it
+    is now, then that command."""
     print("note: python -m fbnet_symbol.%s is now `fbnet %s` (python -m fbnet_symbol %s); "
-          "the old name works for this release" % (old, new, new), file=sys.stderr)
-    sys.argv[0] = "fbnet " + new
-    run(command_main(new), sys.argv[1:])
+          "the old name works for this release" % (name, name, name), file=sys.stderr)
+    sys.argv[0] = "fbnet " + name
+    run(command_main(name), sys.argv[1:])
