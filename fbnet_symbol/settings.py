@@ -113,7 +113,9 @@ class Settings:
     theta_wd: float = setting(5e-4, "theta weight decay", type=float)
     temperature: float = setting(5.0, "initial Gumbel-softmax temperature", resume=True,
                                  type=float)
-    temperature_decay: float = setting(0.956, "per epoch", resume=True, type=float)
+    temperature_decay: Optional[float] = setting(
+        None, "per epoch (default: 0.956, the paper's; a search shorter than its preset "
+        "decays faster, to the same final temperature)", resume=True, type=float)
     # ---- weight optimizer
     lr: Optional[float] = setting(
         None, "SGD learning rate (a single network, without the supernet's averaging over "
@@ -191,13 +193,14 @@ RESUME_KEYS = tuple(f.name for f in fields(Settings) if f.metadata["resume"])
 # minutes on 2 CPU cores (README): the unit-free loss form and a theta step 10x the paper's, so that P_theta moves in 36 theta steps (docs/design.md).
 # A search's network defaults to the seed's preset and a softmax head; a fixed training
 # takes both from its architecture.
-_SEARCH = dict(alpha=0.2, loss_form="add", theta_lr=0.01)  # the seed's and the paper's
+_SEARCH = dict(alpha=0.2, loss_form="add", theta_lr=0.01,  # the seed's and the paper's
+               temperature_decay=0.956)
 _NETWORK = dict(preset="seed", model_type="softmax")
 RUN_PRESETS = {
     "search": dict(_SEARCH, **_NETWORK, epochs=90, warmup_epochs=10, width_mult=1.0, lr=0.05),
     "search-embedded": dict(_NETWORK, epochs=6, warmup_epochs=2, width_mult=0.5, lr=0.05,
                             image_shape=(3, 16, 16), alpha=1.0, loss_form="relative",
-                            theta_lr=0.1),
+                            theta_lr=0.1, temperature_decay=0.956),
     "train": dict(_SEARCH, epochs=90, warmup_epochs=0, lr=0.01),
     "train-embedded": dict(_SEARCH, epochs=10, warmup_epochs=0, lr=0.01,
                            image_shape=(3, 16, 16)),
@@ -219,6 +222,8 @@ def resolve(settings):
     name = ("train" if s.fixed else "search") + ("" if s.train_rec else "-embedded")
     changes = {k: v for k, v in RUN_PRESETS[name].items() if getattr(s, k) is None}
     changes["run_preset"] = name
+    if not s.fixed:
+        changes.update(short_search(s, RUN_PRESETS[name]))
     if s.fixed:
         from .space.architecture import load_architecture
         arch = load_architecture(s.arch).overridden(s.preset, s.width_mult, s.model_type,
@@ -230,6 +235,38 @@ def resolve(settings):
     out = replace(out, image_shape=tuple(parse_image_shape(shape)))
     if out.epochs < 1 or out.warmup_epochs < 0:
         raise FBNetError("--epochs must be >= 1 and --warmup-epochs >= 0")
+    if not out.fixed and out.warmup_epochs >= out.epochs:
+        raise FBNetError("--warmup-epochs %d >= --epochs %d: theta would never be trained; "
+                         "give fewer warm-up epochs (e.g. --warmup-epochs %d) or more epochs"
+                         % (out.warmup_epochs, out.epochs, max(0, out.epochs // 9)))
+    return out
+
+
+# Adam moves theta by about its learning rate per step, whatever the gradient's scale, so
+# a search with fewer theta epochs needs a larger rate to move as far; capped at the rate
+# the embedded demonstration shows working in 4 theta epochs (10x the paper's).
+THETA_LR_CAP = 0.1
+
+
+def short_search(s, preset):
+    """The settings a search given fewer ``--epochs`` than its run preset takes, so that it
+    keeps the preset's proportions (each one only when not given): the warm-up the same
+    share of the epochs (at most all but one), a temperature decay that reaches the
+    preset's final temperature, and theta's learning rate scaled by how many fewer theta
+    epochs there are (up to :data:`THETA_LR_CAP`)."""
+    full = preset["epochs"]
+    if s.epochs is None or not 1 <= s.epochs < full:  # < 1 is refused by resolve
+        return {}
+    out = {}
+    warmup = s.warmup_epochs
+    if warmup is None:
+        warmup = out["warmup_epochs"] = min(s.epochs - 1, int(round(
+            preset["warmup_epochs"] * s.epochs / float(full))))
+    if s.temperature_decay is None:
+        out["temperature_decay"] = preset["temperature_decay"] ** (full / float(s.epochs))
+    if s.theta_lr is None:
+        gain = (full - preset["warmup_epochs"]) / float(max(1, s.epochs - warmup))
+        out["theta_lr"] = max(preset["theta_lr"], min(THETA_LR_CAP, preset["theta_lr"] * gain))
     return out
 
 

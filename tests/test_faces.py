@@ -367,3 +367,25 @@ def test_sparse_class_ids_train_with_propertys_count(tmp_path):
                                  save_model_path=str(tmp_path / "m"), progress=False,
                                  log_frequence=0))
     assert run.env.num_classes == 7 and run.run()["epochs"] == 1
+
+
+def test_the_synthetic_faces_task_is_deterministic_and_cached(tmp_path):
+    """The study's faces task: the same bytes from the same parameters in two caches, made
+    once, another seed another set; InsightFace's layout, which --data-dir takes."""
+    from fbnet_symbol.data.insightface import data_folder
+    from fbnet_symbol.faces.files import cached_synthetic_faces
+    kw = dict(identities=6, per_identity=3, size=16, pairs=20)
+    a = cached_synthetic_faces(str(tmp_path / "a"), **kw)
+    b = cached_synthetic_faces(str(tmp_path / "b"), **kw)
+    for name in ("train.rec", "train.idx", "property", "pairs.bin"):
+        assert open(os.path.join(a, name), "rb").read() == open(os.path.join(b, name),
+                                                                "rb").read()
+    stamp = os.path.getmtime(os.path.join(a, "train.rec"))
+    assert cached_synthetic_faces(str(tmp_path / "a"), **kw) == a
+    assert os.path.getmtime(os.path.join(a, "train.rec")) == stamp
+    other = cached_synthetic_faces(str(tmp_path / "a"), seed=1, **kw)
+    assert other != a and open(os.path.join(other, "train.rec"), "rb").read() != \
+        open(os.path.join(a, "train.rec"), "rb").read()
+    train, pairs = data_folder(a)
+    assert train == os.path.join(a, "train.rec") and pairs == [os.path.join(a, "pairs.bin")]
+    assert not [f for f in os.listdir(str(tmp_path / "a")) if f.startswith(".faces-")]

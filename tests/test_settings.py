@@ -131,3 +131,31 @@ def test_every_command_takes_its_flags_from_the_settings_fields():
 def argparse_parser():
     from fbnet_symbol.cli import ArgumentParser
     return ArgumentParser()
+
+
+def test_a_short_search_keeps_the_presets_proportions_and_theta_trains():
+    real = dict(train_rec="a.rec", theta_rec="b.rec")
+    full = resolve(Settings(**real))
+    assert (full.epochs, full.warmup_epochs, full.temperature_decay, full.theta_lr) == \
+        (90, 10, 0.956, 0.01)
+    half = resolve(Settings(epochs=45, **real))
+    # warm-up 10/90 of the epochs; the final temperature of 90 epochs; theta 80/40 x faster
+    assert half.warmup_epochs == 5
+    assert half.temperature_decay ** 45 == pytest.approx(0.956 ** 90)
+    assert half.theta_lr == pytest.approx(0.02)
+    short = resolve(Settings(epochs=8, **real))
+    assert short.warmup_epochs == 1 and short.theta_lr == pytest.approx(0.1)  # capped
+    assert short.temperature * short.temperature_decay ** 8 == pytest.approx(
+        5.0 * 0.956 ** 90)
+    given = resolve(Settings(epochs=8, warmup_epochs=3, theta_lr=0.05, temperature_decay=0.9,
+                             **real))
+    assert (given.warmup_epochs, given.theta_lr, given.temperature_decay) == (3, 0.05, 0.9)
+    assert resolve(Settings(epochs=1, **real)).warmup_epochs == 0
+    # a budget in which theta would never train is refused, naming the fix
+    with pytest.raises(FBNetError, match="theta would never be trained.*--warmup-epochs"):
+        resolve(Settings(epochs=8, warmup_epochs=8, **real))
+    # the demonstration and a fixed training keep their own values
+    demo = resolve(Settings())
+    assert (demo.epochs, demo.warmup_epochs, demo.temperature_decay) == (6, 2, 0.956)
+    fixed = resolve(Settings(arch="fbnet_a", epochs=3, **real))
+    assert fixed.warmup_epochs == 0

@@ -6,21 +6,38 @@ import numpy as np
 import pytest
 
 from fbnet_symbol.latency.timing import QUICK
-from fbnet_symbol.search.study import pareto_front, run_study, summarise
+from fbnet_symbol.search.study import run_study
+from fbnet_symbol.search.study_stats import pareto_front, summarise
 from fbnet_symbol.settings import Settings, resolve
 
 
 def test_pareto_front_and_summary_on_known_numbers():
     points = [(1.0, 0.5), (2.0, 0.7), (1.5, 0.4), (3.0, 0.7), (0.5, 0.3)]
     assert sorted(pareto_front(points)) == [0, 1, 4]
-    rows = [dict(kind="searched", alpha=a, measured_ms=m, val_acc=v, expected_latency_ms=m,
-                 entropy=0.5) for a, m, v in ((0, 3.0, 0.9), (1, 2.0, 0.8), (3, 1.0, 0.6))]
-    rows += [dict(kind="random", measured_ms=m, val_acc=v)
-             for m, v in ((2.5, 0.7), (1.0, 0.7), (3.5, 0.95), (2.0, 0.8))]
-    s = summarise(rows)
-    assert s["spearman_alpha_vs_measured_ms"] == pytest.approx(-1.0)
-    # beaten or matched: (2.5, .7) by (2.0, .8); (2.0, .8) matched; not (1.0, .7), (3.5, .95)
-    assert s["random_matched_or_beaten"] == pytest.approx(0.5)
+    nets = [dict(kind="searched", name="s%d" % a, alpha=a, latency_ms=m, accs=[v, v],
+                 expected_latency_ms=m, log_p={"s": 0.0})
+            for a, m, v in ((0, 3.0, 0.9), (1, 2.0, 0.8), (3, 1.0, 0.6))]
+    nets += [dict(kind="random", name="r%d" % i, latency_ms=m, accs=[v - 0.01, v + 0.01],
+                  log_p={"s": lp})
+             for i, (m, v, lp) in enumerate(((2.1, 0.7, -3), (1.0, 0.7, -2), (3.5, 0.95, -1),
+                                              (2.0, 0.75, -4)))]
+    s = summarise(nets)
+    assert s["spearman_alpha_vs_latency_ms"] == pytest.approx(-1.0)
+    assert s["random_acc"]["median"] == pytest.approx(0.725)
+    by_name = {p["name"]: p for p in s["per_searched"]}
+    # s1 (2.0 ms, 0.8): neighbours 2.1 and 2.0 ms (0.7, 0.75); dominates both of them
+    assert by_name["s1"]["neighbours"] == 2
+    assert by_name["s1"]["difference"] == pytest.approx(0.8 - 0.725)
+    assert by_name["s1"]["dominated_share"] == pytest.approx(0.5)
+    # s3 (1.0 ms, 0.6) is beaten by its one neighbour (1.0 ms, 0.7), without spread enough
+    assert by_name["s3"]["difference"] == pytest.approx(-0.1)
+    assert by_name["s3"]["high"] < 0
+    h = s["headline"]
+    assert (h["with_neighbours"], h["better_than_neighbours"], h["worse_than_neighbours"]) \
+        == (2, 1, 1)
+    # log P -3 -2 -1 -4 (ranks 2 3 4 1) against accuracy .7 .7 .95 .75 (ranks 1.5 1.5 4 3):
+    # rho = 1.5 / sqrt(5 * 4.5), by hand
+    assert s["rank_agreement"]["s"]["rho"] == pytest.approx(1.5 / np.sqrt(22.5))
 
 
 @pytest.mark.slow
@@ -30,24 +47,28 @@ def test_study_runs_end_to_end_and_resumes(tiny_data, tmp_path):
                             width_mult=0.25, batch_size=8, epochs=2, warmup_epochs=1,
                             loss_form="relative"))
     out = tmp_path / "study"
-    summary = run_study(base, str(out), [0.0, 2.0], [0], 2, train_epochs=1, progress=False,
-                        policy=QUICK)
+    kw = dict(train={"epochs": 1}, train_seeds=1, progress=False, policy=QUICK)
+    summary = run_study(base, str(out), [0.0, 2.0], [0], 2, workers=2, **kw)
     rows = list(csv.DictReader(open(out / "study.csv")))
-    assert [r["kind"] for r in rows] == ["searched", "searched", "random", "random"]
-    assert all(float(r["measured_ms"]) > 0 and 0 <= float(r["val_acc"]) <= 1 for r in rows)
+    kinds = [r["kind"] for r in rows]
+    assert kinds[:4] == ["searched", "searched", "random", "random"]
+    assert set(kinds[4:]) == {"baseline"}  # all k3_e6, all k3_e1 (FBNet-A/B/C: not in seed)
+    assert all(float(r["latency_ms"]) > 0 and 0 <= float(r["acc_mean"]) <= 1 for r in rows)
+    # one seed each, two for the searched networks and their latency neighbours
+    seeds = {r["name"]: len(r["accs"].split()) for r in rows}
+    assert seeds["searched_alpha0_seed0"] == 2 and set(seeds.values()) <= {1, 2}
     assert summary["searched"] == 2 and summary["random"] == 2
     assert -1 <= summary["spearman_alpha_vs_expected_latency_ms"] <= 1
-    assert 0 <= summary["random_matched_or_beaten"] <= 1
+    assert set(summary["rank_agreement"]) == {"alpha0_seed0", "alpha2_seed0"}
     assert (out / "study.png").is_file() and json.loads((out / "summary.json").read_text())
     # the random networks cover the searched networks' predicted latency range
     picks = json.loads((out / "random.json").read_text())
     assert len(picks) == 2 and len({tuple(p) for p in picks}) == 2
     # run again: every finished run is skipped, the same numbers come back
     stamps = {p: p.stat().st_mtime for p in out.rglob("result.json")}
-    again = run_study(base, str(out), [0.0, 2.0], [0], 2, train_epochs=1, progress=False,
-                      policy=QUICK)
+    again = run_study(base, str(out), [0.0, 2.0], [0], 2, workers=1, **kw)
     assert {p: p.stat().st_mtime for p in out.rglob("result.json")} == stamps
-    assert np.isclose(again["random_matched_or_beaten"], summary["random_matched_or_beaten"])
+    assert again["per_searched"] == summary["per_searched"]
 
 
 def test_study_statistics_on_a_hand_computed_example():

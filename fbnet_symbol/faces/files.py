@@ -277,3 +277,35 @@ def write_synthetic_faces(out, identities=200, per_identity=10, size=32, pairs=6
     return {"train": os.path.join(out, "train.rec"), "flat": os.path.join(out, "flat",
                                                                           "train.rec"),
             "pairs": os.path.join(out, "pairs.bin")}
+
+
+def cached_synthetic_faces(cache_dir=None, identities=200, per_identity=10, size=32,
+                           pairs=600, seed=0):
+    """:func:`write_synthetic_faces` made once into the cache (``faces-SIZE-KEY``, a key of
+    its parameters; written in a temporary folder renamed into place): the folder, which
+    ``--data-dir`` takes."""
+    import hashlib
+    import json
+    import shutil
+    import tempfile
+
+    from ..fileio import default_cache_dir, umask
+    params = [identities, per_identity, size, pairs, seed]
+    key = hashlib.sha256(json.dumps(params).encode()).hexdigest()[:8]
+    root = cache_dir or default_cache_dir()
+    folder = os.path.join(root, "faces-%d-%s" % (size, key))
+    if os.path.isfile(os.path.join(folder, "complete.json")):
+        return folder
+    os.makedirs(root, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=root, prefix=".faces-")
+    os.chmod(tmp, 0o777 & ~umask())  # as os.makedirs would make it, not mkdtemp's 0700
+    try:
+        write_synthetic_faces(tmp, identities, per_identity, size, pairs, seed)
+        atomic_write(os.path.join(tmp, "complete.json"), json.dumps(params))
+        if os.path.isdir(folder):
+            shutil.rmtree(folder, ignore_errors=True)  # a leftover without its marker
+        os.replace(tmp, folder)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+    return folder

@@ -1,31 +1,65 @@
-"""The validity study: does α steer latency, and do searched networks beat random ones?
+"""The study: does the search beat random search, at equal latency, beyond the spread of training?
 
-    python -m fbnet_symbol.search.study --out study                       # the embedded digits
-    python -m fbnet_symbol.search.study --alphas 0,1,3 --seeds 0,1 --random 6 --out study \\
+    fbnet study --task cluttered-digits --out study-digits      # an embedded task, its budget
+    fbnet study --quick --task cluttered-digits --out quick     # the headline, smaller
+    fbnet study --alphas 0,1,3 --seeds 0,1 --random 20 --out study \\
         --train-rec train.rec --theta-rec theta.rec --val-rec val.rec --lut speed.json
 
-1. a search per (α, seed); 2. its argmax network trained from scratch, and ``--random``
-networks of the space, drawn to cover the searched networks' predicted latency range,
-trained with the same budget; 3. every trained network's validation top-1 and its
-whole-network latency timed on this device (all networks interleaved, as
-``block_speed_test.py --validate`` does); 4. ``study.csv``, ``study.png`` (latency vs
-top-1, searched vs random, the Pareto front) and ``summary.json``: Spearman's ρ of α with
-latency, and the share of random networks that some searched network matches or beats at
-equal or lower latency. Finished runs are skipped when the command is run again.
+1. a search per (α, search seed); 2. the networks: each search's argmax, ``--random``
+networks of the space drawn over the searched networks' predicted latency range, and the
+space's hand-designed baselines (all ``k3_e6``, all ``k3_e1``, FBNet-A/B/C where the
+preset offers their blocks); 3. every network timed whole on this device, interleaved
+(as ``fbnet measure --validate``); 4. every network trained from scratch with the same
+budget and ``--train-seeds`` seeds (one more for the searched networks and the random
+networks within ±10% of a searched one's latency), ``--jobs`` at a time; 5.
+``study.csv``, ``study.png`` and ``summary.json`` (:mod:`.study_stats`). Finished runs are
+skipped when the command is run again.
 """
-import csv
-import io
 import json
 import logging
 import os
 import sys
+from dataclasses import replace
 
 import numpy as np
 
 from ..errors import FBNetError
-from ..fileio import atomic_write, atomic_write_json
+from ..fileio import atomic_write_json
+from . import study_stats as stats
 
 logger = logging.getLogger(__name__)
+
+def _cluttered_digits():
+    from ..data.digits import cluttered_digits
+    paths = cluttered_digits()
+    return dict(train_rec=paths["train"], theta_rec=paths["theta"], val_rec=paths["val"])
+
+
+def _synthetic_faces():
+    from ..faces.files import cached_synthetic_faces
+    folder = cached_synthetic_faces(size=32)
+    return dict(data_dir=folder, verify=(os.path.join(folder, "pairs.bin"),))
+
+
+# An embedded task: its data (the settings that point at it, made in the cache on first
+# use), its network, the score compared, and the budget its figures were made with; a flag
+# given overrides any of them.
+STUDY_TASKS = {
+    "cluttered-digits": dict(
+        data=_cluttered_digits, metric="val_acc",
+        network=dict(space="fbnet", preset="seed", image_shape=(3, 16, 16), width_mult=0.5,
+                     model_type="softmax"),
+        alphas=(0.0, 1.0, 3.0), seeds=(0, 1), random=20, train_seeds=2,
+        search=dict(epochs=6), train=dict(epochs=10, lr=0.02, lr_scheduler="cosine"),
+        quick=dict(alphas=(0.0, 3.0), seeds=(0,), random=8, train_seeds=1)),
+    "synthetic-faces": dict(
+        data=_synthetic_faces, metric="pairs_acc",
+        network=dict(space="fbnet", preset="seed", width_mult=0.5, model_type="arcface",
+                     margin_s=16.0, margin_m=0.3),
+        alphas=(0.0, 1.0, 3.0), seeds=(0, 1), random=20, train_seeds=2,
+        search=dict(epochs=6), train=dict(epochs=10, lr=0.02, lr_scheduler="cosine"),
+        quick=dict(alphas=(0.0, 3.0), seeds=(0,), random=8, train_seeds=1)),
+}
 
 
 def _floats(text):
@@ -40,22 +74,105 @@ def _done(folder):
     return None
 
 
-def _run(settings, folder, extract):
-    """One search or training in ``folder`` unless it already finished there."""
-    from .run import SearchRun
+def _search_result(run, summary):
+    from ..space.architecture import architecture_from_settings
+    last = os.path.join(summary["theta"], "epoch_%d_theta.txt" % (summary["epochs"] - 1))
+    return dict(blocks=summary["blocks"], theta=last,
+                lut=os.path.join(run.env.out, "lut.json"),
+                expected_latency_ms=summary["expected_latency_ms"], entropy=summary["entropy"],
+                arch=architecture_from_settings(run.settings, summary["blocks"],
+                                                "searched").to_dict())
+
+
+def _train_result(run, summary):
+    """The last epoch's scores: top-1 (``val_acc``) and each pair set's verification."""
+    with open(os.path.join(run.env.out, "history.json")) as f:
+        history = json.load(f)
+    return {"epochs": len(history), "scores": {
+        k: v for k, v in history[-1].items() if k.endswith("_acc") and
+        not k.startswith(("weight_", "theta_"))}}
+
+
+def _score(result, metric):
+    if metric not in result["scores"]:
+        raise FBNetError("the trainings report %s, not %s; pass --metric with one of them"
+                         % (", ".join(sorted(result["scores"])), metric))
+    return result["scores"][metric]
+
+
+def run_job(job):
+    """One search or training ``(settings, folder, kind)`` unless it already finished there;
+    its log goes to ``folder/study-run.log``. Module-level: worker processes run it."""
+    settings, folder, kind = job
     found = _done(folder)
     if found is not None:
         return found
-    run = SearchRun(settings)
-    summary = run.run()
-    result = extract(run, summary)
+    from .run import SearchRun
+    saved = os.path.join(folder, "checkpoints")
+    if os.path.isdir(saved) and any(f.endswith(".params") for f in os.listdir(saved)):
+        settings = replace(settings, load_model_path=folder)  # stopped earlier: resume it
+    os.makedirs(folder, exist_ok=True)
+    handler = logging.FileHandler(os.path.join(folder, "study-run.log"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        run = SearchRun(settings)
+        summary = run.run()
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    result = (_search_result if kind == "search" else _train_result)(run, summary)
     atomic_write_json(os.path.join(folder, "result.json"), result)
     return result
 
 
+def _start_worker(threads):
+    from ..threads import use_threads
+    use_threads(threads)  # before MXNet loads in this process
+    logging.getLogger().setLevel(logging.INFO)
+
+
+def run_jobs(jobs, workers, bar=None):
+    """The results of ``jobs`` (see :func:`run_job`), ``workers`` processes at a time, each
+    with its share of the cores; in this process when ``workers`` is 1."""
+    results = [_done(folder) for _, folder, _ in jobs]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if bar is not None:
+        bar.update(len(jobs) - len(todo))
+    if workers <= 1 or len(todo) <= 1:
+        for i in todo:
+            results[i] = run_job(jobs[i])
+            if bar is not None:
+                bar.update()
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from ..threads import cores
+    threads = max(1, cores() // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(run_job, jobs[i]): i for i in todo}
+        try:
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                if bar is not None:
+                    bar.update()
+        except BaseException:
+            # Ctrl-C, SIGTERM or a failed run: the runs under way get SIGTERM, so each
+            # writes a checkpoint of its step (a second study run resumes them), no new
+            # run starts, and this process waits for them to end before it stops
+            for future in futures:
+                future.cancel()
+            for process in list(pool._processes.values()):
+                process.terminate()
+            raise
+    return results
+
+
 def random_networks(layout, table, low, high, count, seed=0, pool=400):
     """``count`` distinct random block lists whose predicted latencies spread evenly over
-    ``[low, high]`` (drawn as ``block_speed_test.py --validate`` draws them)."""
+    ``[low, high]`` (drawn as ``fbnet measure --validate`` draws them)."""
     from ..latency.validate import random_blocks
     rng = np.random.RandomState(seed)
     drawn = {}
@@ -71,117 +188,40 @@ def random_networks(layout, table, low, high, count, seed=0, pool=400):
     return chosen
 
 
-def pareto_front(points):
-    """Indices of the points no other point beats (lower latency and higher accuracy)."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], -np.inf
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
-
-
-def summarise(rows):
-    """Spearman's ρ of α with latency; the share of random networks some searched network
-    matches or beats (top-1 at least as high at equal or lower measured latency)."""
-    from scipy import stats
-    searched = [r for r in rows if r["kind"] == "searched"]
-    random_ = [r for r in rows if r["kind"] == "random"]
-    out = {"searched": len(searched), "random": len(random_)}
-    if len({r["alpha"] for r in searched}) > 1:
-        alphas = [r["alpha"] for r in searched]
-        for key in ("measured_ms", "expected_latency_ms"):
-            out["spearman_alpha_vs_%s" % key] = float(
-                stats.spearmanr(alphas, [r[key] for r in searched]).correlation)
-    if searched and random_:
-        beaten = [any(s["measured_ms"] <= r["measured_ms"] and s["val_acc"] >= r["val_acc"]
-                      for s in searched) for r in random_]
-        out["random_matched_or_beaten"] = float(np.mean(beaten))
-    by_alpha = {}
-    for r in searched:
-        by_alpha.setdefault(r["alpha"], []).append(r)
-    out["by_alpha"] = [{"alpha": a, "expected_latency_ms": float(np.mean(
-        [r["expected_latency_ms"] for r in rs])), "measured_ms": float(np.mean(
-            [r["measured_ms"] for r in rs])), "val_acc": float(np.mean(
-                [r["val_acc"] for r in rs])), "entropy": float(np.mean(
-                    [r["entropy"] for r in rs]))} for a, rs in sorted(by_alpha.items())]
+def baseline_networks(layout):
+    """The hand-designed networks of the space the layout offers: every layer one block
+    (``k3_e6``: MobileNetV2-like, ``k3_e1``), and the named architectures (FBNet-A/B/C)."""
+    from ..space.architecture import NAMED_ARCHITECTURES, load_architecture
+    out = []
+    for block in ("k3_e6", "k3_e1"):
+        if all(block in l.candidates for l in layout.layers):
+            out.append(("all_" + block, tuple([block] * layout.num_layers)))
+    for name in NAMED_ARCHITECTURES:
+        arch = load_architecture(name)
+        if arch.space == layout.space.name and len(arch.blocks) == layout.num_layers and all(
+                b in l.candidates for l, b in zip(layout.layers, arch.blocks)):
+            out.append((name, tuple(arch.blocks)))
     return out
 
 
-def plot(rows, path, title):
-    from .plots import _pyplot, _save
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    random_ = [r for r in rows if r["kind"] == "random"]
-    if random_:
-        ax.scatter([r["measured_ms"] for r in random_], [r["val_acc"] for r in random_],
-                   c="0.6", marker="s", label="random networks")
-    searched = [r for r in rows if r["kind"] == "searched"]
-    if searched:
-        sc = ax.scatter([r["measured_ms"] for r in searched], [r["val_acc"] for r in searched],
-                        c=[r["alpha"] for r in searched], cmap="viridis", marker="o", s=50,
-                        edgecolors="k", label="searched (argmax), colour: alpha")
-        fig.colorbar(sc, ax=ax, label="alpha")
-    points = [(r["measured_ms"], r["val_acc"]) for r in rows]
-    front = pareto_front(points)
-    ax.step([points[i][0] for i in front], [points[i][1] for i in front], "r--", where="post",
-            lw=1, label="Pareto front")
-    ax.set_xlabel("measured latency of the whole network (ms)")
-    ax.set_ylabel("validation top-1 (trained from scratch)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def write_csv(rows, path):
-    fields = ["kind", "name", "alpha", "seed", "predicted_ms", "measured_ms", "val_acc",
-              "expected_latency_ms", "entropy", "blocks"]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow(dict(r, blocks=" ".join(r["blocks"])))
-    atomic_write(path, buf.getvalue())
-
-
-def run_study(base, out, alphas, seeds, num_random, search_epochs=None, train_epochs=None,
-              progress=True, policy=None):
-    """The whole study (see the module's docstring); returns the summary dict."""
-    from dataclasses import replace
-
-    from tqdm import tqdm
-
-    from ..dist.devices import parse_devices
-    from ..latency.table import load_table
-    from ..latency.validate import validate_table
-    from ..space.architecture import architecture_from_settings, load_architecture
-
-    os.makedirs(out, exist_ok=True)
+def _searches(base, out, alphas, seeds, workers, bar):
     quiet = dict(progress=False, log_frequence=0, save_frequence=0)
-    total = len(alphas) * len(seeds) * 2 + num_random + 1
-    bar = tqdm(total=total, desc="study", unit="run", disable=not progress)
-    searched = []
+    jobs, keys = [], []
     for alpha in alphas:
         for seed in seeds:
             folder = os.path.join(out, "search", "alpha%g_seed%d" % (alpha, seed))
-            settings = replace(base, alpha=alpha, seed=seed, save_model_path=folder,
-                               epochs=search_epochs or base.epochs, **quiet)
-            res = _run(settings, folder, lambda run, s: dict(
-                alpha=alpha, seed=seed, blocks=s["blocks"], lut=os.path.join(s["save_model_path"],
-                                                                             "lut.json"),
-                expected_latency_ms=s["expected_latency_ms"], entropy=s["entropy"],
-                arch=architecture_from_settings(run.settings, s["blocks"],
-                                                "searched").to_dict()))
-            searched.append(res)
-            bar.update()
-    table = load_table(searched[0]["lut"])
-    if not table.fixed:
-        raise FBNetError("%s has no fixed-part timings; the study needs a table measured by "
-                         "block_speed_test.py (its .json)" % searched[0]["lut"])
-    template = load_architecture(searched[0]["arch"])
-    layout = template.layout(tuple(table.meta["image_shape"]))
+            jobs.append((replace(base, alpha=alpha, seed=seed, save_model_path=folder,
+                                 **quiet), folder, "search"))
+            keys.append((alpha, seed))
+    return [dict(r, alpha=a, seed=s) for (a, s), r in zip(keys, run_jobs(jobs, workers, bar))]
+
+
+def _networks(out, searched, layout, table, num_random):
+    """Every network of the study: ``{"kind", "name", "blocks", ...}``."""
+    nets = [dict(kind="searched", name="searched_alpha%g_seed%d" % (r["alpha"], r["seed"]),
+                 blocks=list(r["blocks"]), alpha=r["alpha"], search_seed=r["seed"],
+                 expected_latency_ms=r["expected_latency_ms"], entropy=r["entropy"])
+            for r in searched]
     picks_path = os.path.join(out, "random.json")
     if os.path.isfile(picks_path):
         with open(picks_path) as f:
@@ -192,91 +232,188 @@ def run_study(base, out, alphas, seeds, num_random, search_epochs=None, train_ep
         pad = 0.25 * max(high - low, 0.1 * high)
         picks = random_networks(layout, table, low - pad, high + pad, num_random)
         atomic_write_json(picks_path, [list(b) for b in picks])
-    networks = [("searched", "searched_alpha%g_seed%d" % (r["alpha"], r["seed"]), r["blocks"], r)
-                for r in searched]
-    networks += [("random", "random_%02d" % i, list(b), {}) for i, b in enumerate(picks)]
-    train_base = replace(base, epochs=train_epochs or base.epochs, warmup_epochs=None, lr=None,
-                         seed=0, **quiet)
-    rows = []
-    for kind, name, blocks, extra in networks:
-        if kind == "random":
-            bar.update()
-        folder = os.path.join(out, "train", name)
-        arch = template.replace(blocks=tuple(blocks), name=name)
-        res = _run(replace(train_base, arch=arch, save_model_path=folder), folder,
-                   lambda run, s: {"val_acc": s["val_acc"], "epochs": s["epoch"]})
-        rows.append(dict(kind=kind, name=name, blocks=list(blocks), val_acc=res["val_acc"],
-                         alpha=extra.get("alpha"), seed=extra.get("seed"),
-                         expected_latency_ms=extra.get("expected_latency_ms"),
-                         entropy=extra.get("entropy"),
-                         predicted_ms=table.predict(arch, layout)))
-        if kind == "searched":
-            bar.update()
-    timed_path = os.path.join(out, "latency.json")
+    nets += [dict(kind="random", name="random_%02d" % i, blocks=list(b))
+             for i, b in enumerate(picks)]
+    nets += [dict(kind="baseline", name=name, blocks=list(b))
+             for name, b in baseline_networks(layout)]
+    return nets
+
+
+def _time_networks(out, nets, template, table, device, policy):
+    """Each network's latency timed whole, all interleaved (cached in ``latency.json``)."""
+    from ..latency.validate import validate_table
+    path = os.path.join(out, "latency.json")
     timed = {}
-    if os.path.isfile(timed_path):
-        with open(timed_path) as f:
+    if os.path.isfile(path):
+        with open(path) as f:
             timed = json.load(f)
-    if set(timed) != {r["name"] for r in rows}:
-        archs = [template.replace(blocks=tuple(r["blocks"]), name=r["name"]) for r in rows]
-        report = validate_table(table, parse_devices(base.gpu, notice=False)[0], archs=archs,
-                                progress=False, **({"policy": policy} if policy else {}))
+    if set(timed) != {n["name"] for n in nets}:
+        archs = [template.replace(blocks=tuple(n["blocks"]), name=n["name"]) for n in nets]
+        report = validate_table(table, device, archs=archs, progress=False,
+                                **({"policy": policy} if policy else {}))
         timed = {n["name"]: n["measured_ms"] for n in report["networks"]}
-        atomic_write_json(timed_path, timed)
-    bar.update()
+        atomic_write_json(path, timed)
+    return timed
+
+
+def _training_seeds(nets, train_seeds):
+    """Seeds per network: ``train_seeds``; one more for the searched networks and their
+    latency neighbours, whose comparison is the study's question."""
+    searched = [n for n in nets if n["kind"] == "searched"]
+    for n in nets:
+        near = n["kind"] == "searched" or (n["kind"] == "random" and any(
+            n in stats.neighbours(s, [n]) for s in searched))
+        n["train_seeds"] = list(range(train_seeds + (1 if near else 0)))
+
+
+def _log_probabilities(nets, searched, layout):
+    """log P_θ of every network under each search's final θ (the supernet's ranking)."""
+    from .theta import log_probability, read_theta_text
+    thetas = {"alpha%g_seed%d" % (r["alpha"], r["seed"]): read_theta_text(r["theta"], layout)
+              for r in searched}
+    for n in nets:
+        n["log_p"] = {k: log_probability(layout, t, n["blocks"]) for k, t in thetas.items()}
+
+
+def run_study(base, out, alphas, seeds, num_random, train=None, train_seeds=2, workers=1,
+              progress=True, policy=None, metric="val_acc"):
+    """The whole study (see the module's docstring); returns the summary dict. ``train``:
+    the settings every training from scratch changes (``epochs``, ``lr``, ...); ``metric``:
+    the score compared, a key of the last epoch's record (``val_acc``: top-1 on
+    ``--val-rec``; ``NAME_acc``: verification on pair set ``NAME.bin``)."""
+    from tqdm import tqdm
+
+    from ..dist.devices import parse_devices
+    from ..latency.table import load_table
+    from ..latency.timing import TimingPolicy
+    from ..space.architecture import load_architecture
+
+    os.makedirs(out, exist_ok=True)
+    device = parse_devices(base.gpu, notice=False)[0]
+    if not base.lut:  # one table for every search, measured here rather than by each worker
+        from ..latency.measure import cached_table
+        from ..space.architecture import layout_from_settings
+        base = replace(base, lut=cached_table(layout_from_settings(base), device,
+                                              base.lut_batch_size, policy or
+                                              TimingPolicy(), progress)[1])
+    bar = tqdm(total=len(alphas) * len(seeds), desc="study: searches", unit="run",
+               disable=not progress)
+    searched = _searches(base, out, alphas, seeds, workers, bar)
     bar.close()
-    for r in rows:
-        r["measured_ms"] = timed[r["name"]]
-    write_csv(rows, os.path.join(out, "study.csv"))
-    summary = summarise(rows)
-    plot(rows, os.path.join(out, "study.png"), "%d searches (alpha %s) vs %d random networks"
-         % (len(searched), ",".join("%g" % a for a in alphas), num_random))
-    atomic_write_json(os.path.join(out, "summary.json"), dict(summary, rows=rows))
+    table = load_table(searched[0]["lut"])
+    if not table.fixed:
+        raise FBNetError("%s has no fixed-part timings; the study needs a table measured by "
+                         "fbnet measure (its .json)" % searched[0]["lut"])
+    template = load_architecture(searched[0]["arch"])
+    layout = template.layout(tuple(table.meta["image_shape"]))
+    nets = _networks(out, searched, layout, table, num_random)
+    timed = _time_networks(out, nets, template, table, device, policy)
+    for n in nets:
+        n["latency_ms"] = timed[n["name"]]
+        n["predicted_ms"] = table.blocks_latency(layout, n["blocks"])
+    _training_seeds(nets, train_seeds)
+    _log_probabilities(nets, searched, layout)
+    quiet = dict(progress=False, log_frequence=0, save_frequence=0)
+    train_base = replace(base, warmup_epochs=None, lr=None, **dict(train or {}, **quiet))
+    jobs = [(replace(train_base, seed=seed, save_model_path=os.path.join(
+        out, "train", n["name"], "seed%d" % seed), arch=template.replace(
+            blocks=tuple(n["blocks"]), name=n["name"])), os.path.join(
+        out, "train", n["name"], "seed%d" % seed), "train")
+            for n in nets for seed in n["train_seeds"]]
+    bar = tqdm(total=len(jobs), desc="study: trainings", unit="run", disable=not progress)
+    results = iter(run_jobs(jobs, workers, bar))
+    bar.close()
+    for n in nets:
+        n["accs"] = [_score(next(results), metric) for _ in n["train_seeds"]]
+    summary = dict(stats.summarise(nets), metric=metric)
+    from .study_report import plot, write_csv
+    write_csv(nets, os.path.join(out, "study.csv"))
+    plot(nets, summary, os.path.join(out, "study.png"),
+         "%d searches (alpha %s) vs %d random networks and %d baselines"
+         % (len(searched), ",".join("%g" % a for a in alphas), summary["random"],
+            summary["baselines"]))
+    atomic_write_json(os.path.join(out, "summary.json"), dict(summary, networks=nets))
     return summary
 
 
+def _plan(args, base):
+    """The study's settings and plan: ``--task``'s (``--quick``: its smaller plan), then the
+    flags given."""
+    task = dict(STUDY_TASKS[args.task]) if args.task else {}
+    if args.quick and task:
+        task.update(task["quick"])
+    if task and not (base.train_rec or base.data_dir):
+        base = replace(base, **task["data"]())
+    if task:
+        base = replace(base, **{k: v for k, v in task["network"].items()
+                                if getattr(base, k) is None})
+
+    def pick(name, default):
+        given = getattr(args, name)
+        return given if given is not None else task.get(name, default)
+
+    train = dict(task.get("train", {}))
+    if args.train_epochs:
+        train["epochs"] = args.train_epochs
+    train.setdefault("epochs", 10)
+    plan = dict(alphas=pick("alphas", (0.0, 1.0, 3.0)), seeds=pick("seeds", (0, 1)),
+                num_random=pick("random", 20), train_seeds=pick("train_seeds", 2),
+                search_epochs=args.search_epochs or task.get("search", {}).get("epochs"),
+                train=train, workers=args.jobs,
+                metric=args.metric or task.get("metric", "val_acc"))
+    return base, plan
+
+
 def main(argv=None):
-    from ..cli import ArgumentParser
-    from ..latency.timing import QUICK
-    from ..settings import RUN_PRESETS, add_settings, from_args
+    from ..cli import ArgumentParser, setup_logging
+    from ..settings import add_settings, from_args
     from ..threads import choose_threads, use_threads
 
-    p = ArgumentParser(prog="fbnet study",
-                       description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="fbnet study", description=__doc__.split("\n")[0])
+    p.add_argument("--task", choices=sorted(STUDY_TASKS),
+                   help="an embedded task with its data and budget (fbnet data %s makes its "
+                        "data; README: The study)" % "|".join(sorted(STUDY_TASKS)))
     p.add_argument("--out", default="./study", help="folder of every run and the results")
-    p.add_argument("--alphas", default="0,1,3", help="latency weights to search with")
-    p.add_argument("--seeds", default="0,1", help="search seeds per alpha")
-    p.add_argument("--random", type=int, default=6, help="random networks to train")
+    p.add_argument("--alphas", type=_floats, help="latency weights to search with (default: "
+                   "the task's, or 0,1,3)")
+    p.add_argument("--seeds", type=lambda t: [int(v) for v in _floats(t)],
+                   help="search seeds per alpha (default: the task's, or 0,1)")
+    p.add_argument("--random", type=int, help="random networks (default: the task's, or 20)")
+    p.add_argument("--train-seeds", type=int, help="trainings per network (one more for the "
+                   "searched ones and their latency neighbours; default: the task's, or 2)")
     p.add_argument("--search-epochs", type=int, help="budget of each search (default: the "
-                   "run preset's)")
+                   "task's, or the run preset's)")
     p.add_argument("--train-epochs", type=int, help="budget of each training from scratch "
-                   "(default: the run preset's)")
+                   "(default: the task's, or 10)")
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time, each with its share "
+                   "of the cores (default 2)")
+    p.add_argument("--metric", help="the score compared: val_acc (top-1 on --val-rec) or "
+                   "NAME_acc (verification on pair set NAME.bin; default: the task's, or "
+                   "val_acc)")
     p.add_argument("--quick", action="store_true",
-                   help="time the networks with few repeats: rough latencies, for smoke runs")
-    # every run's settings: test.py's flags (fbnet_symbol.settings); the unit-free loss form,
-    # so that one alpha grid means the same on any device
-    add_settings(p, ["loss_form", "train_rec", "theta_rec", "val_rec", "lut", "gpu", "space",
-                     "preset", "image_shape", "width_mult", "batch_size", "threads",
+                   help="the task's smaller plan and few timing repeats: the headline, sooner")
+    # every run's settings: the search command's flags (fbnet_symbol.settings); the unit-free
+    # loss form, so that one alpha grid means the same on any device
+    add_settings(p, ["loss_form", "train_rec", "theta_rec", "val_rec", "data_dir", "verify",
+                     "lut", "gpu", "space", "preset", "image_shape", "width_mult",
+                     "model_type", "margin_s", "margin_m", "batch_size", "threads",
                      "progress"], title="every run", defaults={"loss_form": "relative"})
     args = p.parse_args(argv)
     base = from_args(args)
     threads, why = choose_threads(base.threads)
     threads = use_threads(threads)  # before MXNet loads
-    from ..cli import setup_logging
+    from ..latency.timing import QUICK  # loads MXNet: after the thread count is set
     from .run import resolve_run
     setup_logging(os.path.join(args.out, "study.log"))
     logger.info("MXNet operators run %d threads (%s)", threads, why)
-    base = resolve_run(base)
-    if not base.val_rec:
-        raise FBNetError("the study compares validation accuracy: give --val-rec")
-    # trained from scratch with the budget of test.py --arch on the same data
-    train_epochs = args.train_epochs or RUN_PRESETS[
-        "train-embedded" if base.embedded else "train"]["epochs"]
-    summary = run_study(base, args.out, _floats(args.alphas), [int(s) for s in
-                                                               _floats(args.seeds)],
-                        args.random, args.search_epochs, train_epochs,
-                        progress=base.progress, policy=QUICK if args.quick else None)
-    print(json.dumps({k: v for k, v in summary.items()}, indent=1))
+    base, plan = _plan(args, base)
+    base = resolve_run(replace(base, epochs=plan.pop("search_epochs") or base.epochs))
+    if not (base.val_rec or base.verify):
+        raise FBNetError("the study compares networks on held-out data: give --val-rec (top-1) "
+                         "or --verify pair sets (verification)")
+    summary = run_study(base, args.out, progress=base.progress,
+                        policy=QUICK if args.quick else None, **plan)
+    print(json.dumps(stats.headline(summary), indent=1))
     print("wrote study.csv, study.png and summary.json to %s" % args.out)
     return 0
 

@@ -71,3 +71,69 @@ def rank_agreement(scores, accuracies):
         return {"rho": None, "p": None, "n": len(scores)}
     res = stats.spearmanr(scores, accuracies)
     return {"rho": float(res.correlation), "p": float(res.pvalue), "n": len(scores)}
+
+
+def pareto_front(points):
+    """Indices of the ``(latency, accuracy)`` points no other point beats (lower latency and
+    higher accuracy)."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def _compared(net, randoms):
+    out = dict(name=net["name"], latency_ms=net["latency_ms"], acc_mean=mean_acc(net),
+               acc_sd=float(np.std(net["accs"])), seeds=len(net["accs"]),
+               dominated_share=dominated_share(net, randoms))
+    out.update(neighbour_difference(net, randoms))
+    return out
+
+
+def summarise(nets):
+    """The study's figures from its networks (``kind``, ``latency_ms``, ``accs``, and for
+    the searched ones ``alpha``, ``expected_latency_ms``; every one ``log_p``: {search:
+    log P_θ})."""
+    from scipy import stats
+    searched = [n for n in nets if n["kind"] == "searched"]
+    randoms = [n for n in nets if n["kind"] == "random"]
+    baselines = [n for n in nets if n["kind"] == "baseline"]
+    out = {"searched": len(searched), "random": len(randoms), "baselines": len(baselines)}
+    if randoms:
+        accs = [mean_acc(r) for r in randoms]
+        out["random_acc"] = {"median": float(np.median(accs)), "min": float(min(accs)),
+                             "max": float(max(accs))}
+    if len({n["alpha"] for n in searched}) > 1:
+        alphas = [n["alpha"] for n in searched]
+        for key in ("latency_ms", "expected_latency_ms"):
+            out["spearman_alpha_vs_%s" % key] = float(
+                stats.spearmanr(alphas, [n[key] for n in searched]).correlation)
+    out["per_searched"] = [dict(_compared(n, randoms), alpha=n["alpha"]) for n in searched]
+    out["per_baseline"] = [_compared(n, randoms) for n in baselines]
+    out["rank_agreement"] = {
+        key: rank_agreement([r["log_p"][key] for r in randoms], [mean_acc(r) for r in randoms])
+        for key in (searched[0]["log_p"] if searched else {})}
+    out["headline"] = headline(out)
+    return out
+
+
+def headline(summary):
+    """The answer in a few numbers: how many searched networks are better / worse than their
+    random latency neighbours beyond the 95% interval, the mean difference, the mean share
+    of random networks dominated, and the median rank agreement."""
+    compared = [s for s in summary["per_searched"] if s["difference"] is not None]
+    rhos = [r["rho"] for r in summary["rank_agreement"].values() if r["rho"] is not None]
+    return {
+        "searched": summary["searched"], "with_neighbours": len(compared),
+        "better_than_neighbours": sum(s["low"] > 0 for s in compared),
+        "worse_than_neighbours": sum(s["high"] < 0 for s in compared),
+        "mean_difference": float(np.mean([s["difference"] for s in compared]))
+        if compared else None,
+        "mean_dominated_share": float(np.mean([s["dominated_share"]
+                                               for s in summary["per_searched"]]))
+        if summary["per_searched"] else None,
+        "median_rank_agreement": float(np.median(rhos)) if rhos else None,
+        "random_median_acc": summary.get("random_acc", {}).get("median")}

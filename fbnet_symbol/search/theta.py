@@ -43,6 +43,13 @@ def probabilities(theta):
     return out
 
 
+def log_probability(layout, theta, blocks):
+    """log P_θ(blocks): the sum over layers of the log-probability of the layer's block."""
+    probs = probabilities(theta)
+    return float(sum(np.log(probs[l.name][l.candidates.index(b)])
+                     for l, b in zip(layout.layers, blocks)))
+
+
 def argmax_blocks(layout, theta):
     """The most likely architecture: the argmax candidate of every layer."""
     return [l.candidates[int(np.argmax(theta[l.name]))] for l in layout.layers]

@@ -43,9 +43,6 @@ class RunEnv:
             raise FBNetError("--batch-size %d is not divisible by the %d devices of --gpu %s; "
                              "use a multiple of %d" % (s.batch_size, n, s.gpu, n))
         check_kvstore_type(s.kv_store)
-        if "theta" in self.splits and s.warmup_epochs >= s.epochs:
-            logger.warning("--warmup-epochs %d >= --epochs %d: theta will never be trained",
-                           s.warmup_epochs, s.epochs)
         # one kvstore per process, created before anything that must agree across workers
         self.kv = create_kvstore(s.kv_store, n)
         self.cluster = Collective(self.kv)
