@@ -61,6 +61,9 @@ def main(argv=None):
     h.add_argument("--size", type=int, default=32)
     h.add_argument("--pairs", type=int, default=600)
     h.add_argument("--seed", type=int, default=0)
+    h.add_argument("--variation", type=float, default=1.0,
+                   help="jitter of pose, light and noise, times the demo's (the study's "
+                        "faces task: see fbnet study --task synthetic-faces)")
     args = p.parse_args(argv)
     if args.cmd == "pack":
         n, classes = pack_folder(args.folder, args.out, args.resize, args.quality)
@@ -85,7 +88,8 @@ def main(argv=None):
         print("wrote %d pairs to %s" % (write_pair_set(args.out, pairs), args.out))
     elif args.cmd == "synthetic-faces":
         for k, v in write_synthetic_faces(args.out, args.identities, args.per_identity,
-                                          args.size, args.pairs, args.seed).items():
+                                          args.size, args.pairs, args.seed,
+                                          args.variation).items():
             print("%s: %s" % (k, v))
     elif args.cmd in ("digits", "cluttered-digits"):
         paths = embedded_digits(args.cache_dir) if args.cmd == "digits" else \

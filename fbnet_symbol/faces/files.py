@@ -198,10 +198,11 @@ def draw_pairs(folder, num_pairs, seed=0):
 
 # ---------------------------------------------------------------- a synthetic face set
 
-def synthetic_faces(num_identities, per_identity, size=32, seed=0):
+def synthetic_faces(num_identities, per_identity, size=32, seed=0, variation=1.0):
     """Face-like images for tests and the offline demo: per identity a parametric face
     (skin and hair tone, face shape, eye spacing and size, nose, mouth width), per image
-    a jitter of position, scale, rotation, light and sensor noise. Lists of BGR uint8."""
+    a jitter of position, scale, rotation, light and sensor noise, each ``variation``
+    times the demo's (a harder task above 1). Lists of BGR uint8."""
     import cv2
 
     rng = np.random.RandomState(seed)
@@ -216,7 +217,7 @@ def synthetic_faces(num_identities, per_identity, size=32, seed=0):
         for _ in range(per_identity):
             s = 4 * size  # draw large, then shrink (anti-aliased)
             img = np.full((s, s, 3), rng.uniform(40, 200, 3), np.float32)
-            c = np.array([s / 2, s / 2]) + rng.normal(0, 0.03 * s, 2)
+            c = np.array([s / 2, s / 2]) + rng.normal(0, 0.03 * s * variation, 2)
 
             def pt(x, y):
                 return int(c[0] + x * s), int(c[1] + y * s)
@@ -236,18 +237,20 @@ def synthetic_faces(num_identities, per_identity, size=32, seed=0):
                      (p["skin"] * 0.7).tolist(), max(1, s // 40))
             cv2.ellipse(img, pt(0, p["mouth_y"]), (int(p["mouth"] * s), max(1, s // 40)), 0,
                         0, 360, (60, 60, 160), -1)
-            angle, scale = rng.normal(0, 6), rng.uniform(0.92, 1.08)
+            v = variation
+            angle, scale = rng.normal(0, 6 * v), 1 + rng.uniform(-0.08, 0.08) * v
             m = cv2.getRotationMatrix2D((s / 2, s / 2), angle, scale)
             img = cv2.warpAffine(img, m, (s, s), borderMode=cv2.BORDER_REFLECT)
-            img = img * rng.uniform(0.75, 1.25) + rng.uniform(-20, 20)
+            img = img * (1 + rng.uniform(-0.25, 0.25) * v) + rng.uniform(-20, 20) * v
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-            img += rng.normal(0, 6, img.shape)
+            img += rng.normal(0, 6 * v, img.shape)
             images.append(np.clip(img, 0, 255).astype(np.uint8))
         out.append(images)
     return out
 
 
-def write_synthetic_faces(out, identities=200, per_identity=10, size=32, pairs=600, seed=0):
+def write_synthetic_faces(out, identities=200, per_identity=10, size=32, pairs=600, seed=0,
+                          variation=1.0):
     """The offline face demo: ``out/train.rec`` (identity-indexed) + ``property``, the same
     images flat in ``out/flat/train.rec``, and ``out/pairs.bin`` of identities not in
     train. Returns the paths."""
@@ -255,12 +258,12 @@ def write_synthetic_faces(out, identities=200, per_identity=10, size=32, pairs=6
 
     import cv2
 
-    faces = synthetic_faces(identities, per_identity, size, seed)
+    faces = synthetic_faces(identities, per_identity, size, seed, variation)
     write_face_records(os.path.join(out, "train"), faces)
     write_images(os.path.join(out, "flat", "train"), [i for f in faces for i in f],
                  [c for c, f in enumerate(faces) for _ in f], fmt=".jpg")
     # pair identities are new people (another seed), as LFW's are to MS1M
-    unseen = synthetic_faces(max(2, pairs // 10), 4, size, seed + 7919)
+    unseen = synthetic_faces(max(2, pairs // 10), 4, size, seed + 7919, variation)
     rng = np.random.RandomState(seed)
     encoded = [[cv2.imencode(".jpg", img)[1].tobytes() for img in f] for f in unseen]
     bins, issame = [], []
@@ -280,7 +283,7 @@ def write_synthetic_faces(out, identities=200, per_identity=10, size=32, pairs=6
 
 
 def cached_synthetic_faces(cache_dir=None, identities=200, per_identity=10, size=32,
-                           pairs=600, seed=0):
+                           pairs=600, seed=0, variation=1.0):
     """:func:`write_synthetic_faces` made once into the cache (``faces-SIZE-KEY``, a key of
     its parameters; written in a temporary folder renamed into place): the folder, which
     ``--data-dir`` takes."""
@@ -290,7 +293,7 @@ def cached_synthetic_faces(cache_dir=None, identities=200, per_identity=10, size
     import tempfile
 
     from ..fileio import default_cache_dir, umask
-    params = [identities, per_identity, size, pairs, seed]
+    params = [identities, per_identity, size, pairs, seed, variation]
     key = hashlib.sha256(json.dumps(params).encode()).hexdigest()[:8]
     root = cache_dir or default_cache_dir()
     folder = os.path.join(root, "faces-%d-%s" % (size, key))
@@ -300,7 +303,7 @@ def cached_synthetic_faces(cache_dir=None, identities=200, per_identity=10, size
     tmp = tempfile.mkdtemp(dir=root, prefix=".faces-")
     os.chmod(tmp, 0o777 & ~umask())  # as os.makedirs would make it, not mkdtemp's 0700
     try:
-        write_synthetic_faces(tmp, identities, per_identity, size, pairs, seed)
+        write_synthetic_faces(tmp, identities, per_identity, size, pairs, seed, variation)
         atomic_write(os.path.join(tmp, "complete.json"), json.dumps(params))
         if os.path.isdir(folder):
             shutil.rmtree(folder, ignore_errors=True)  # a leftover without its marker
