@@ -14,13 +14,19 @@ from fbnet_symbol.settings import Settings, resolve
 def test_pareto_front_and_summary_on_known_numbers():
     points = [(1.0, 0.5), (2.0, 0.7), (1.5, 0.4), (3.0, 0.7), (0.5, 0.3)]
     assert sorted(pareto_front(points)) == [0, 1, 4]
-    nets = [dict(kind="searched", name="s%d" % a, alpha=a, latency_ms=m, accs=[v, v],
-                 expected_latency_ms=m, log_p={"s": 0.0})
+    nets = [dict(kind="searched", name="s%d" % a, key="s", variant="", alpha=a, latency_ms=m,
+                 accs=[v, v], expected_latency_ms=m, log_p={"s": 0.0})
             for a, m, v in ((0, 3.0, 0.9), (1, 2.0, 0.8), (3, 1.0, 0.6))]
+    # a variant's network: counted apart, not in the headline
+    nets.append(dict(kind="searched", name="v1", key="v", variant="long", alpha=1,
+                     latency_ms=2.05, accs=[0.85, 0.85], expected_latency_ms=2.0,
+                     log_p={"v": 0.0}))
     nets += [dict(kind="random", name="r%d" % i, latency_ms=m, accs=[v - 0.01, v + 0.01],
                   log_p={"s": lp})
              for i, (m, v, lp) in enumerate(((2.1, 0.7, -3), (1.0, 0.7, -2), (3.5, 0.95, -1),
                                               (2.0, 0.75, -4)))]
+    for n in nets[-4:]:
+        n["log_p"]["v"] = -n["log_p"]["s"]
     s = summarise(nets)
     assert s["spearman_alpha_vs_latency_ms"] == pytest.approx(-1.0)
     assert s["random_acc"]["median"] == pytest.approx(0.725)
@@ -35,9 +41,13 @@ def test_pareto_front_and_summary_on_known_numbers():
     h = s["headline"]
     assert (h["with_neighbours"], h["better_than_neighbours"], h["worse_than_neighbours"]) \
         == (2, 1, 1)
+    assert s["searched"] == 3 and s["variants"]["long"]["searched"] == 1
+    assert s["variants"]["long"]["mean_difference"] == pytest.approx(0.85 - 0.725)
     # log P -3 -2 -1 -4 (ranks 2 3 4 1) against accuracy .7 .7 .95 .75 (ranks 1.5 1.5 4 3):
     # rho = 1.5 / sqrt(5 * 4.5), by hand
     assert s["rank_agreement"]["s"]["rho"] == pytest.approx(1.5 / np.sqrt(22.5))
+    assert s["rank_agreement"]["v"]["rho"] == pytest.approx(-1.5 / np.sqrt(22.5))
+    assert h["median_rank_agreement"] == pytest.approx(1.5 / np.sqrt(22.5))
 
 
 @pytest.mark.slow
@@ -48,25 +58,30 @@ def test_study_runs_end_to_end_and_resumes(tiny_data, tmp_path):
                             loss_form="relative"))
     out = tmp_path / "study"
     kw = dict(train={"epochs": 1}, train_seeds=1, progress=False, policy=QUICK)
-    summary = run_study(base, str(out), [0.0, 2.0], [0], 2, workers=2, **kw)
+    variant = ("short", {"epochs": 1, "warmup_epochs": 0}, [2.0], [1])
+    summary = run_study(base, str(out), [0.0, 2.0], [0], 2, workers=2, variants=[variant],
+                        **kw)
     rows = list(csv.DictReader(open(out / "study.csv")))
     kinds = [r["kind"] for r in rows]
-    assert kinds[:4] == ["searched", "searched", "random", "random"]
-    assert set(kinds[4:]) == {"baseline"}  # all k3_e6, all k3_e1 (FBNet-A/B/C: not in seed)
+    assert kinds[:5] == ["searched"] * 3 + ["random"] * 2
+    assert set(kinds[5:]) == {"baseline"}  # all k3_e6, all k3_e1 (FBNet-A/B/C: not in seed)
+    assert rows[2]["name"] == "searched_short_alpha2_seed1"
+    assert summary["variants"]["short"]["searched"] == 1
     assert all(float(r["latency_ms"]) > 0 and 0 <= float(r["acc_mean"]) <= 1 for r in rows)
     # one seed each, two for the searched networks and their latency neighbours
     seeds = {r["name"]: len(r["accs"].split()) for r in rows}
     assert seeds["searched_alpha0_seed0"] == 2 and set(seeds.values()) <= {1, 2}
     assert summary["searched"] == 2 and summary["random"] == 2
     assert -1 <= summary["spearman_alpha_vs_expected_latency_ms"] <= 1
-    assert set(summary["rank_agreement"]) == {"alpha0_seed0", "alpha2_seed0"}
+    assert set(summary["rank_agreement"]) == {"alpha0_seed0", "alpha2_seed0",
+                                              "short_alpha2_seed1"}
     assert (out / "study.png").is_file() and json.loads((out / "summary.json").read_text())
     # the random networks cover the searched networks' predicted latency range
     picks = json.loads((out / "random.json").read_text())
     assert len(picks) == 2 and len({tuple(p) for p in picks}) == 2
     # run again: every finished run is skipped, the same numbers come back
     stamps = {p: p.stat().st_mtime for p in out.rglob("result.json")}
-    again = run_study(base, str(out), [0.0, 2.0], [0], 2, workers=1, **kw)
+    again = run_study(base, str(out), [0.0, 2.0], [0], 2, workers=1, variants=[variant], **kw)
     assert {p: p.stat().st_mtime for p in out.rglob("result.json")} == stamps
     assert again["per_searched"] == summary["per_searched"]
 

@@ -57,7 +57,12 @@ STUDY_TASKS = {
                      model_type="softmax"),
         alphas=(0.0, 1.0, 3.0), seeds=(0, 1), random=20, train_seeds=2,
         search=dict(epochs=6), train=dict(epochs=10, lr=0.02, lr_scheduler="cosine"),
-        quick=dict(alphas=(0.0, 3.0), seeds=(0,), random=8, train_seeds=1)),
+        # what else was tried: the supernet barely leaves chance in 6 epochs with the
+        # preset's 1 warm-up epoch; twice the epochs, 4 of them warm-up, the same final T
+        variants=[("longer", dict(epochs=12, warmup_epochs=4,
+                                  temperature_decay=round(0.956 ** (90 / 12.0), 4)),
+                   (0.0, 1.0), (0,))],
+        quick=dict(alphas=(0.0, 3.0), seeds=(0,), random=8, train_seeds=1, variants=[])),
     "synthetic-faces": dict(
         data=_synthetic_faces, metric="pairs_acc",
         network=dict(space="fbnet", preset="seed", width_mult=0.5, model_type="arcface",
@@ -106,21 +111,27 @@ def baseline_networks(layout):
     return out
 
 
-def _searches(base, out, alphas, seeds, workers, bar):
+def _searches(base, out, plan, workers, bar):
+    """Every search of ``plan``: ``[(variant, settings changes, alphas, seeds)]``; the main
+    variant's name is empty."""
     quiet = dict(progress=False, log_frequence=0, save_frequence=0)
     jobs, keys = [], []
-    for alpha in alphas:
-        for seed in seeds:
-            folder = os.path.join(out, "search", "alpha%g_seed%d" % (alpha, seed))
-            jobs.append((replace(base, alpha=alpha, seed=seed, save_model_path=folder,
-                                 **quiet), folder, "search"))
-            keys.append((alpha, seed))
-    return [dict(r, alpha=a, seed=s) for (a, s), r in zip(keys, run_jobs(jobs, workers, bar))]
+    for variant, changes, alphas, seeds in plan:
+        for alpha in alphas:
+            for seed in seeds:
+                key = "%salpha%g_seed%d" % (variant + "_" if variant else "", alpha, seed)
+                folder = os.path.join(out, "search", key)
+                jobs.append((replace(base, alpha=alpha, seed=seed, save_model_path=folder,
+                                     **dict(changes, **quiet)), folder, "search"))
+                keys.append(dict(key=key, variant=variant, alpha=alpha, seed=seed))
+    return [dict(r, **k) for k, r in zip(keys, run_jobs(jobs, workers, bar))]
 
 
-def _networks(out, searched, layout, table, num_random):
-    """Every network of the study: ``{"kind", "name", "blocks", ...}``."""
-    nets = [dict(kind="searched", name="searched_alpha%g_seed%d" % (r["alpha"], r["seed"]),
+def _networks(out, searched, main, layout, table, num_random):
+    """Every network of the study: ``{"kind", "name", "blocks", ...}``; the random ones
+    cover the predicted latency range of the ``main`` searches' networks."""
+    nets = [dict(kind="searched", name="searched_" + r["key"], key=r["key"],
+                 variant=r["variant"],
                  blocks=list(r["blocks"]), alpha=r["alpha"], search_seed=r["seed"],
                  expected_latency_ms=r["expected_latency_ms"], entropy=r["entropy"])
             for r in searched]
@@ -129,7 +140,7 @@ def _networks(out, searched, layout, table, num_random):
         with open(picks_path) as f:
             picks = [tuple(b) for b in json.load(f)]
     else:
-        lat = [table.blocks_latency(layout, r["blocks"]) for r in searched]
+        lat = [table.blocks_latency(layout, r["blocks"]) for r in main]
         low, high = min(lat), max(lat)
         pad = 0.25 * max(high - low, 0.1 * high)
         picks = random_networks(layout, table, low - pad, high + pad, num_random)
@@ -171,18 +182,21 @@ def _training_seeds(nets, train_seeds):
 def _log_probabilities(nets, searched, layout):
     """log P_θ of every network under each search's final θ (the supernet's ranking)."""
     from .theta import log_probability, read_theta_text
-    thetas = {"alpha%g_seed%d" % (r["alpha"], r["seed"]): read_theta_text(r["theta"], layout)
-              for r in searched}
+    thetas = {r["key"]: read_theta_text(r["theta"], layout) for r in searched}
     for n in nets:
         n["log_p"] = {k: log_probability(layout, t, n["blocks"]) for k, t in thetas.items()}
 
 
 def run_study(base, out, alphas, seeds, num_random, train=None, train_seeds=2, workers=1,
-              progress=True, policy=None, metric="val_acc"):
+              progress=True, policy=None, metric="val_acc", variants=()):
     """The whole study (see the module's docstring); returns the summary dict. ``train``:
     the settings every training from scratch changes (``epochs``, ``lr``, ...); ``metric``:
     the score compared, a key of the last epoch's record (``val_acc``: top-1 on
-    ``--val-rec``; ``NAME_acc``: verification on pair set ``NAME.bin``)."""
+    ``--val-rec``; ``NAME_acc``: verification on pair set ``NAME.bin``); ``variants``:
+    other search settings tried, ``[(name, settings changes, alphas, seeds)]``, whose
+    argmax networks are compared with the same random networks. With ``workers`` > 1 the
+    runs go to spawned processes: a script calling this needs Python's
+    ``if __name__ == "__main__":`` guard."""
     from tqdm import tqdm
 
     from ..dist.devices import parse_devices
@@ -198,9 +212,10 @@ def run_study(base, out, alphas, seeds, num_random, train=None, train_seeds=2, w
         base = replace(base, lut=cached_table(layout_from_settings(base), device,
                                               base.lut_batch_size, policy or
                                               TimingPolicy(), progress)[1])
-    bar = tqdm(total=len(alphas) * len(seeds), desc="study: searches", unit="run",
-               disable=not progress)
-    searched = _searches(base, out, alphas, seeds, workers, bar)
+    plan = [("", {}, alphas, seeds)] + [tuple(v) for v in variants]
+    bar = tqdm(total=sum(len(a) * len(s) for _, _, a, s in plan), desc="study: searches",
+               unit="run", disable=not progress)
+    searched = _searches(base, out, plan, workers, bar)
     bar.close()
     table = load_table(searched[0]["lut"])
     if not table.fixed:
@@ -208,7 +223,8 @@ def run_study(base, out, alphas, seeds, num_random, train=None, train_seeds=2, w
                          "fbnet measure (its .json)" % searched[0]["lut"])
     template = load_architecture(searched[0]["arch"])
     layout = template.layout(tuple(table.meta["image_shape"]))
-    nets = _networks(out, searched, layout, table, num_random)
+    main = [r for r in searched if not r["variant"]]
+    nets = _networks(out, searched, main, layout, table, num_random)
     timed = _time_networks(out, nets, template, table, device, policy)
     for n in nets:
         n["latency_ms"] = timed[n["name"]]
@@ -231,9 +247,10 @@ def run_study(base, out, alphas, seeds, num_random, train=None, train_seeds=2, w
     from .study_report import plot, write_csv
     write_csv(nets, os.path.join(out, "study.csv"))
     plot(nets, summary, os.path.join(out, "study.png"),
-         "%d searches (alpha %s) vs %d random networks and %d baselines"
-         % (len(searched), ",".join("%g" % a for a in alphas), summary["random"],
-            summary["baselines"]))
+         "%d searches (alpha %s%s) vs %d random networks and %d baselines"
+         % (len(searched), ",".join("%g" % a for a in alphas),
+            "; variants: " + ", ".join(v[0] for v in variants) if variants else "",
+            summary["random"], summary["baselines"]))
     atomic_write_json(os.path.join(out, "summary.json"), dict(summary, networks=nets))
     return summary
 
@@ -261,15 +278,14 @@ def _plan(args, base):
     plan = dict(alphas=pick("alphas", (0.0, 1.0, 3.0)), seeds=pick("seeds", (0, 1)),
                 num_random=pick("random", 20), train_seeds=pick("train_seeds", 2),
                 search_epochs=args.search_epochs or task.get("search", {}).get("epochs"),
-                train=train, workers=args.jobs,
+                train=train, workers=args.jobs, variants=task.get("variants", []),
                 metric=args.metric or task.get("metric", "val_acc"))
     return base, plan
 
 
-def main(argv=None):
-    from ..cli import ArgumentParser, setup_logging
-    from ..settings import add_settings, from_args
-    from ..threads import choose_threads, use_threads
+def _parser():
+    from ..cli import ArgumentParser
+    from ..settings import add_settings
 
     p = ArgumentParser(prog="fbnet study", description=__doc__.split("\n")[0])
     p.add_argument("--task", choices=sorted(STUDY_TASKS),
@@ -300,7 +316,15 @@ def main(argv=None):
                      "lut", "gpu", "space", "preset", "image_shape", "width_mult",
                      "model_type", "margin_s", "margin_m", "batch_size", "threads",
                      "progress"], title="every run", defaults={"loss_form": "relative"})
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    from ..cli import setup_logging
+    from ..settings import from_args
+    from ..threads import choose_threads, use_threads
+
+    args = _parser().parse_args(argv)
     base = from_args(args)
     threads, why = choose_threads(base.threads)
     threads = use_threads(threads)  # before MXNet loads
@@ -315,7 +339,7 @@ def main(argv=None):
                          "or --verify pair sets (verification)")
     summary = run_study(base, args.out, progress=base.progress,
                         policy=QUICK if args.quick else None, **plan)
-    print(json.dumps(stats.headline(summary), indent=1))
+    print(json.dumps(dict(summary["headline"], variants=summary["variants"]), indent=1))
     print("wrote study.csv, study.png and summary.json to %s" % args.out)
     return 0
 

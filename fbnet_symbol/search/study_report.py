@@ -47,7 +47,12 @@ def plot(nets, summary, path, title):
         for n in baselines:
             ax.annotate(n["name"], (n["latency_ms"], mean_acc(n)), fontsize=7,
                         xytext=(4, -9), textcoords="offset points")
-    searched = [n for n in nets if n["kind"] == "searched"]
+    for variant in sorted({n.get("variant") for n in nets if n.get("variant")}):
+        _points(ax, [n for n in nets if n.get("variant") == variant], c="tab:red", marker="D",
+                s=40, edgecolors="k", ecolor="tab:red",
+                label="searched, variant %s (alpha %s)" % (variant, ",".join(sorted(
+                    {"%g" % n["alpha"] for n in nets if n.get("variant") == variant}))))
+    searched = [n for n in nets if n["kind"] == "searched" and not n.get("variant")]
     if searched:
         sc = _points(ax, searched, c=[n["alpha"] for n in searched], cmap="viridis",
                      marker="o", s=56, edgecolors="k", ecolor="k",

@@ -94,46 +94,54 @@ def _compared(net, randoms):
 
 
 def summarise(nets):
-    """The study's figures from its networks (``kind``, ``latency_ms``, ``accs``, and for
-    the searched ones ``alpha``, ``expected_latency_ms``; every one ``log_p``: {search:
-    log P_θ})."""
+    """The study's figures from its networks (``kind``, ``latency_ms``, ``accs``; the
+    searched ones ``key``, ``variant``, ``alpha``, ``expected_latency_ms``; every one
+    ``log_p``: {search key: log P_θ}). The headline is the main variant's (``""``); each
+    other variant gets its own in ``variants``."""
     from scipy import stats
     searched = [n for n in nets if n["kind"] == "searched"]
+    main = [n for n in searched if not n.get("variant")]
     randoms = [n for n in nets if n["kind"] == "random"]
     baselines = [n for n in nets if n["kind"] == "baseline"]
-    out = {"searched": len(searched), "random": len(randoms), "baselines": len(baselines)}
+    out = {"searched": len(main), "random": len(randoms), "baselines": len(baselines)}
     if randoms:
         accs = [mean_acc(r) for r in randoms]
         out["random_acc"] = {"median": float(np.median(accs)), "min": float(min(accs)),
                              "max": float(max(accs))}
-    if len({n["alpha"] for n in searched}) > 1:
-        alphas = [n["alpha"] for n in searched]
+    if len({n["alpha"] for n in main}) > 1:
+        alphas = [n["alpha"] for n in main]
         for key in ("latency_ms", "expected_latency_ms"):
             out["spearman_alpha_vs_%s" % key] = float(
-                stats.spearmanr(alphas, [n[key] for n in searched]).correlation)
-    out["per_searched"] = [dict(_compared(n, randoms), alpha=n["alpha"]) for n in searched]
+                stats.spearmanr(alphas, [n[key] for n in main]).correlation)
+    out["per_searched"] = [dict(_compared(n, randoms), alpha=n["alpha"],
+                                variant=n.get("variant", "")) for n in searched]
     out["per_baseline"] = [_compared(n, randoms) for n in baselines]
     out["rank_agreement"] = {
-        key: rank_agreement([r["log_p"][key] for r in randoms], [mean_acc(r) for r in randoms])
-        for key in (searched[0]["log_p"] if searched else {})}
-    out["headline"] = headline(out)
+        n["key"]: dict(rank_agreement([r["log_p"][n["key"]] for r in randoms],
+                                      [mean_acc(r) for r in randoms]),
+                       variant=n.get("variant", "")) for n in searched}
+    variants = {n.get("variant", "") for n in searched}
+    heads = {v: headline([s for s in out["per_searched"] if s["variant"] == v],
+                         [r for r in out["rank_agreement"].values() if r["variant"] == v],
+                         out.get("random_acc")) for v in variants}
+    out["headline"] = heads.pop("", None) or headline([], [], out.get("random_acc"))
+    out["variants"] = heads
     return out
 
 
-def headline(summary):
+def headline(per_searched, agreements, random_acc=None):
     """The answer in a few numbers: how many searched networks are better / worse than their
     random latency neighbours beyond the 95% interval, the mean difference, the mean share
     of random networks dominated, and the median rank agreement."""
-    compared = [s for s in summary["per_searched"] if s["difference"] is not None]
-    rhos = [r["rho"] for r in summary["rank_agreement"].values() if r["rho"] is not None]
+    compared = [s for s in per_searched if s["difference"] is not None]
+    rhos = [r["rho"] for r in agreements if r["rho"] is not None]
     return {
-        "searched": summary["searched"], "with_neighbours": len(compared),
+        "searched": len(per_searched), "with_neighbours": len(compared),
         "better_than_neighbours": sum(s["low"] > 0 for s in compared),
         "worse_than_neighbours": sum(s["high"] < 0 for s in compared),
         "mean_difference": float(np.mean([s["difference"] for s in compared]))
         if compared else None,
-        "mean_dominated_share": float(np.mean([s["dominated_share"]
-                                               for s in summary["per_searched"]]))
-        if summary["per_searched"] else None,
+        "mean_dominated_share": float(np.mean([s["dominated_share"] for s in per_searched]))
+        if per_searched else None,
         "median_rank_agreement": float(np.median(rhos)) if rhos else None,
-        "random_median_acc": summary.get("random_acc", {}).get("median")}
+        "random_median_acc": (random_acc or {}).get("median")}
