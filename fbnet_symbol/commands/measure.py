@@ -91,7 +91,7 @@ def validate(args, policy):
     table = load_table(args.validate)
     if not table.meta:
         raise FBNetError("%s has no metadata; validation needs the .json twin written by "
-                         "block_speed_test.py" % args.validate)
+                         "fbnet measure (block_speed_test.py)" % args.validate)
     table.check(table_layout(table))
     from ..dist.devices import context_from_string
     ctx = (single_device(args.gpu) if args.gpu is not None

@@ -37,7 +37,7 @@ def check_kvstore_type(kind):
         raise FBNetError("--kv-store %s is not supported: asynchronous updates would leave "
                          "every worker with a different theta; use dist_sync" % kind)
     raise FBNetError("unknown --kv-store %r; use local or device (one machine) or dist_sync "
-                     "(several machines, started with launch.py)" % kind)
+                     "(several machines, started with fbnet launch / launch.py)" % kind)
 
 
 def create_kvstore(kind, num_devices):
@@ -150,7 +150,7 @@ class Collective:
         if not total <= AGREEMENT_RTOL:
             raise FBNetError("the %d workers disagree on %s (largest relative difference "
                              "%.3g): they were started with different settings or files; "
-                             "start every worker with the same command through launch.py"
+                             "start every worker with the same command through fbnet launch (launch.py)"
                              % (self.size, what, total))
         return total
 

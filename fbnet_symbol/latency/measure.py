@@ -224,7 +224,7 @@ def measure_in_fresh_process(layout, ctx, batch_size, path, policy=TimingPolicy(
     done = subprocess.run(argv, env=env)
     if done.returncode != 0:
         raise FBNetError("measuring the latency table failed (exit %d, see the lines above); "
-                         "measure it with block_speed_test.py and pass it with --lut"
+                         "measure it with fbnet measure (block_speed_test.py) and pass it with --lut"
                          % done.returncode)
 
 

@@ -135,7 +135,7 @@ class LatencyTable:
         then = self.meta.get("omp_threads")
         if then != now:
             logger.warning("%s was measured with %s MXNet threads, this run uses %d; "
-                           "re-measure it with block_speed_test.py for predictions that "
+                           "re-measure it with fbnet measure (block_speed_test.py) for predictions that "
                            "match this run", self.source,
                            then if then is not None else "an unrecorded number of", now)
 
@@ -152,7 +152,7 @@ class LatencyTable:
         """Predicted latency (ms) of a whole child network: overhead + fixed + blocks."""
         if not self.fixed or "overhead_ms" not in self.meta:
             raise FBNetError("%s has no fixed-part timings (a seed-format .txt?); whole "
-                             "networks need the .json written by block_speed_test.py"
+                             "networks need the .json written by fbnet measure (block_speed_test.py)"
                              % self.source)
         layout = layout or arch.layout(tuple(self.meta["image_shape"]))
         return self.meta["overhead_ms"] + sum(self.fixed[p]["median_ms"] for p in FIXED_PARTS) \
@@ -185,7 +185,7 @@ def load_table(path):
     """Read a ``.json`` table (with metadata) or a seed-format ``.txt`` table."""
     if not os.path.isfile(path):
         raise FBNetError("latency table %s does not exist; measure one with "
-                         "block_speed_test.py or leave --lut out to measure automatically"
+                         "fbnet measure (block_speed_test.py) or leave --lut out to measure automatically"
                          % path)
     source = "latency table %s" % path
     text = read_text(path, "a latency table (--lut and --validate take block_speed_test.py's "

@@ -93,7 +93,7 @@ def read_theta_text(path, layout):
     """θ in the seed's text format (any layer names; one line per layer, in order)."""
     if not os.path.isfile(path):
         raise FBNetError("theta file %s does not exist; pass a theta-result/epoch_N_theta.txt "
-                         "written by test.py" % path)
+                         "written by a search (fbnet search / test.py)" % path)
     rows = []
     text = read_text(path, "a theta file (--theta takes a search's "
                            "theta-result/epoch_N_theta.txt)")

@@ -128,7 +128,7 @@ def export_insightface(path, folder):
     arch_json = os.path.join(os.path.dirname(prefix), "arch.json")
     if not os.path.isfile(arch_json):
         raise FBNetError("no arch.json beside %s-symbol.json: --insightface needs the folder "
-                         "test.py --arch wrote" % prefix)
+                         "fbnet search --arch (test.py --arch) wrote" % prefix)
     shape = input_shape_of(prefix)
     if not shape:
         raise FBNetError("input size of %s unknown (no model-input.json or args.json)" % prefix)

@@ -199,7 +199,7 @@ def load_architecture(spec, expect_space=None):
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise FBNetError("%s is not valid JSON (line %d, column %d: %s); fix the file "
-                             "or write it with sample.py" % (source, e.lineno, e.colno, e.msg))
+                             "or write it with fbnet sample (sample.py)" % (source, e.lineno, e.colno, e.msg))
         arch = Architecture.from_dict(data, source)
     if expect_space is not None and arch.space != expect_space:
         raise FBNetError("architecture %s is for space %r but space %r is in use; pass an "

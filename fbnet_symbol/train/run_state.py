@@ -99,7 +99,7 @@ def check_resumable(ckpt, settings_view, num_workers, check=None):
     workers = ckpt.meta.get("num_workers", 1)
     if workers != num_workers:
         raise FBNetError("checkpoint %s was written by a run of %d worker(s), this one has "
-                         "%d; resume with the same number of workers (launch.py -n %d)"
+                         "%d; resume with the same number of workers (fbnet launch -n %d)"
                          % (ckpt.params_path, workers, num_workers, workers))
     for key, value in settings_view.items():
         if key in old and old[key] != value:
