@@ -57,7 +57,8 @@ def test_study_runs_end_to_end_and_resumes(tiny_data, tmp_path):
                             width_mult=0.25, batch_size=8, epochs=2, warmup_epochs=1,
                             loss_form="relative"))
     out = tmp_path / "study"
-    kw = dict(train={"epochs": 1}, train_seeds=1, progress=False, policy=QUICK)
+    kw = dict(train={"epochs": 1, "lr": 0.02, "lr_scheduler": "cosine"}, train_seeds=1,
+              progress=False, policy=QUICK)
     variant = ("short", {"epochs": 1, "warmup_epochs": 0}, [2.0], [1])
     summary = run_study(base, str(out), [0.0, 2.0], [0], 2, workers=2, variants=[variant],
                         **kw)

@@ -232,7 +232,9 @@ def run_study(base, out, alphas, seeds, num_random, train=None, train_seeds=2, w
     _training_seeds(nets, train_seeds)
     _log_probabilities(nets, searched, layout)
     quiet = dict(progress=False, log_frequence=0, save_frequence=0)
-    train_base = replace(base, warmup_epochs=None, lr=None, **dict(train or {}, **quiet))
+    # a fixed training's own defaults (no warm-up, its learning rate) unless the plan sets them
+    train_base = replace(base, **dict(dict(warmup_epochs=None, lr=None), **dict(train or {}),
+                                      **quiet))
     jobs = [(replace(train_base, seed=seed, save_model_path=os.path.join(
         out, "train", n["name"], "seed%d" % seed), arch=template.replace(
             blocks=tuple(n["blocks"]), name=n["name"])), os.path.join(
