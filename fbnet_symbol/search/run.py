@@ -15,12 +15,13 @@ import logging
 import os
 from dataclasses import replace
 
+from ..checkpoint import find_checkpoint
 from ..data.digits import embedded_digits
 from ..data.insightface import data_folder, folder_image_shape
 from ..errors import FBNetError
 from ..fileio import FolderLock
 from ..faces.verify import verification_evaluation
-from ..settings import Settings, resolve
+from ..settings import RESUME_KEYS, Settings, resolve
 from ..threads import choose_threads, omp_threads, use_threads
 from ..train.evaluation import top1_evaluation
 from ..train.run_env import RunEnv
@@ -52,12 +53,30 @@ def resolve_run(settings):
         if not os.path.isfile(v):
             raise FBNetError("--verify %s does not exist; give a .bin pair set (lfw.bin, ...) "
                              "or make one with python -m fbnet_symbol.data make-pairs" % v)
-    s = resolve(replace(s, verify=tuple(verify)))
+    s = resolve(replace(_as_started(s), verify=tuple(verify)))
     if s.embedded:
         paths = embedded_digits()
         s = replace(s, train_rec=paths["train"], theta_rec=paths["theta"],
                     val_rec=s.val_rec or paths["val"])
     return s
+
+
+def _as_started(s):
+    """A resumed run keeps the settings its checkpoint was started with where this one
+    leaves them unset — the values the run derived (e.g. a short search's warm-up and
+    temperature decay, which follow ``--epochs``) included, so that ``--epochs`` can grow."""
+    if not s.load_model_path:
+        return s
+    try:
+        started = find_checkpoint(s.load_model_path).meta.get("config", {})
+    except FBNetError:
+        return s  # the resume itself says what is wrong, where it knows the cluster
+
+    adopted = {k: started[k] for k in RESUME_KEYS if getattr(s, k) is None and
+               started.get(k) is not None}
+    if "image_shape" in adopted:
+        adopted["image_shape"] = tuple(adopted["image_shape"])
+    return replace(s, **adopted)
 
 
 class SearchRun:
