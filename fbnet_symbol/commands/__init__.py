@@ -24,7 +24,8 @@ COMMANDS = {
                None),
     "verify": ("fbnet_symbol.faces.verify", "face verification of a trained network on .bin "
                                             "pair sets", None),
-    "study": ("fbnet_symbol.search.study", "searched against random networks, end to end",
+    "study": ("fbnet_symbol.search.study",
+              "searched against random and hand-designed networks, end to end",
               None),
     "data": ("fbnet_symbol.data.__main__", "pack, split, check and index RecordIO files; "
                                            "synthetic faces", None),
