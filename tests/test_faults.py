@@ -288,7 +288,10 @@ def test_sigterm_during_fixed_training_checkpoints_and_resumes(uninterrupted, tm
     proc.send_signal(signal.SIGTERM)
     code, _, err = finish(proc)
     line = one_line(err, "stopped: ")
-    assert code == 143 and line.startswith("stopped: SIGTERM at epoch 1"), err[-2000:]
+    # an epoch is three tiny steps: the signal may land an epoch later than the line it
+    # answered; what matters is a stop before the end, at a checkpoint of that very step
+    assert code == 143 and line.startswith(("stopped: SIGTERM at epoch 1",
+                                            "stopped: SIGTERM at epoch 2")), err[-2000:]
     step = int(line.split("(step ")[1].split(")")[0])
     assert CheckpointFolder(str(out / "checkpoints"), "model").latest().number == step
     code, out_text, err = finish(start(data, out, *arch, "--load-model-path", str(out)))
