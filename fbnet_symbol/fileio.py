@@ -120,6 +120,37 @@ def default_cache_dir():
         os.path.expanduser("~"), ".cache", "fbnet_symbol")
 
 
+def cached_folder(folder, build, prefix=".build-"):
+    """``folder`` made once: ``build(tmp)`` fills a temporary folder beside it, which is
+    marked complete (``complete.json``, from what ``build`` returns) and renamed into place,
+    so a folder that has its marker is whole. A leftover without its marker is replaced; if
+    another process (a second worker on this machine) renames its copy first, that one is
+    kept untouched while it may be read. Returns whether this call built it."""
+    marker = os.path.join(folder, "complete.json")
+    if os.path.isfile(marker):
+        return False
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=prefix)
+    os.chmod(tmp, 0o777 & ~umask())  # as os.makedirs would make it, not mkdtemp's 0700
+    try:
+        done = build(tmp)
+        with open(os.path.join(tmp, "complete.json"), "w") as f:
+            json.dump(done, f)
+        if os.path.isdir(folder) and not os.path.isfile(marker):
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not os.path.isfile(marker):
+                raise
+            return False
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+    return True
+
+
 class FolderLock:
     """One run per output folder: an exclusive ``flock`` on ``FOLDER/.lock``, held while the
     run lives. The kernel drops it when the process ends, however it ends, so the lock of a

@@ -2,12 +2,10 @@
 import json
 import logging
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
-from ..fileio import default_cache_dir, umask
+from ..fileio import cached_folder, default_cache_dir
 from .files import write_images
 
 logger = logging.getLogger(__name__)
@@ -34,38 +32,20 @@ def _digit_splits(labels, copies=1):
 
 
 def _pack_cached(folder, images, labels, split, what):
-    """Pack ``split`` ({name: indices}) into ``folder`` once, atomically (a temp folder
-    renamed into place, a marker written last): ``{"train": rec, "theta": rec, "val": rec}``."""
-    paths = {s: os.path.join(folder, s + ".rec") for s in ("train", "theta", "val")}
-    marker = os.path.join(folder, "complete.json")
-    if os.path.isfile(marker):
-        return paths
+    """Pack ``split`` ({name: indices}) into ``folder`` once (:func:`cached_folder`):
+    ``{"train": rec, "theta": rec, "val": rec}``."""
     labels = np.asarray(labels)
-    os.makedirs(os.path.dirname(folder), exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=os.path.dirname(folder), prefix=".digits-")
-    os.chmod(tmp, 0o777 & ~umask())  # as os.makedirs would make it, not mkdtemp's 0700
-    try:
+
+    def build(tmp):
         for name, members in split.items():
             members = sorted(members)
             write_images(os.path.join(tmp, name), [images[i] for i in members],
                          labels[members])
-        with open(os.path.join(tmp, "complete.json"), "w") as f:
-            json.dump({k: len(v) for k, v in split.items()}, f)
-        if os.path.isdir(folder) and not os.path.isfile(marker):
-            shutil.rmtree(folder, ignore_errors=True)  # a leftover without its marker
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            # another process (e.g. a second worker on this machine) got there first: the
-            # contents are the same, keep its folder untouched while it may be read
-            if not os.path.isfile(marker):
-                raise
-            return paths
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp)
-    logger.info("packed %s into %s", what, folder)
-    return paths
+        return {k: len(v) for k, v in split.items()}
+
+    if cached_folder(folder, build, ".digits-"):
+        logger.info("packed %s into %s", what, folder)
+    return {s: os.path.join(folder, s + ".rec") for s in ("train", "theta", "val")}
 
 
 def embedded_digits(cache_dir=None, size=DIGITS_SIZE):

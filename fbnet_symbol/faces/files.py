@@ -289,26 +289,15 @@ def cached_synthetic_faces(cache_dir=None, identities=200, per_identity=10, size
     ``--data-dir`` takes."""
     import hashlib
     import json
-    import shutil
-    import tempfile
 
-    from ..fileio import default_cache_dir, umask
+    from ..fileio import cached_folder, default_cache_dir
     params = [identities, per_identity, size, pairs, seed, variation]
     key = hashlib.sha256(json.dumps(params).encode()).hexdigest()[:8]
-    root = cache_dir or default_cache_dir()
-    folder = os.path.join(root, "faces-%d-%s" % (size, key))
-    if os.path.isfile(os.path.join(folder, "complete.json")):
-        return folder
-    os.makedirs(root, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=root, prefix=".faces-")
-    os.chmod(tmp, 0o777 & ~umask())  # as os.makedirs would make it, not mkdtemp's 0700
-    try:
+    folder = os.path.join(cache_dir or default_cache_dir(), "faces-%d-%s" % (size, key))
+
+    def build(tmp):
         write_synthetic_faces(tmp, identities, per_identity, size, pairs, seed, variation)
-        atomic_write(os.path.join(tmp, "complete.json"), json.dumps(params))
-        if os.path.isdir(folder):
-            shutil.rmtree(folder, ignore_errors=True)  # a leftover without its marker
-        os.replace(tmp, folder)
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp)
+        return params
+
+    cached_folder(folder, build, ".faces-")
     return folder
