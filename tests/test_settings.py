@@ -139,14 +139,13 @@ def test_a_short_search_keeps_the_presets_proportions_and_theta_trains():
     assert (full.epochs, full.warmup_epochs, full.temperature_decay, full.theta_lr) == \
         (90, 10, 0.956, 0.01)
     half = resolve(Settings(epochs=45, **real))
-    # warm-up 10/90 of the epochs; the final temperature of 90 epochs; theta 80/40 x faster
-    assert half.warmup_epochs == 5
-    assert half.temperature_decay ** 45 == pytest.approx(0.956 ** 90)
+    # warm-up 10/90 of the epochs; theta 80/40 x faster; the temperature's decay per epoch
+    # unchanged (annealed within a few epochs, the supernet stopped learning)
+    assert half.warmup_epochs == 5 and half.temperature_decay == 0.956
     assert half.theta_lr == pytest.approx(0.02)
     short = resolve(Settings(epochs=8, **real))
     assert short.warmup_epochs == 1 and short.theta_lr == pytest.approx(0.1)  # capped
-    assert short.temperature * short.temperature_decay ** 8 == pytest.approx(
-        5.0 * 0.956 ** 90)
+    assert short.temperature_decay == 0.956
     given = resolve(Settings(epochs=8, warmup_epochs=3, theta_lr=0.05, temperature_decay=0.9,
                              **real))
     assert (given.warmup_epochs, given.theta_lr, given.temperature_decay) == (3, 0.05, 0.9)

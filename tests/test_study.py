@@ -109,3 +109,43 @@ def test_study_statistics_on_a_hand_computed_example():
     assert not st.dominates(searched, dict(searched))  # a tie dominates nothing
     # Spearman by hand: ranks 1 2 3 4 against 1 3 2 4, sum d^2 = 2, rho = 1 - 12/60
     assert st.rank_agreement([1, 2, 3, 4], [0.1, 0.3, 0.2, 0.4])["rho"] == pytest.approx(0.8)
+
+
+def test_a_task_sets_the_searches_and_trainings_unless_a_flag_is_given():
+    from fbnet_symbol.search.study import _parser, _plan
+    from fbnet_symbol.settings import from_args
+
+    def plan(*flags):
+        args = _parser().parse_args(["--task", "cluttered-digits", "--train-rec", "a.rec",
+                                     "--theta-rec", "b.rec"] + list(flags))
+        return _plan(args, from_args(args))
+
+    base, p = plan()
+    assert (base.lr, base.image_shape, base.width_mult) == (0.02, (3, 16, 16), 0.5)
+    assert p["search_epochs"] == 6 and p["train"]["lr"] == 0.01
+    assert [v[0] for v in p["variants"]] == ["annealed"]
+    base, p = plan("--search-lr", "0.05", "--train-lr", "0.03", "--search-epochs", "4",
+                   "--quick")
+    assert base.lr == 0.05 and p["train"]["lr"] == 0.03 and p["search_epochs"] == 4
+    assert p["variants"] == []
+    assert base.train_rec == "a.rec"  # the user's data, not the task's
+
+
+def test_random_networks_reach_the_nearly_all_skip_networks_a_large_alpha_finds():
+    from fbnet_symbol.latency.table import LatencyTable
+    from fbnet_symbol.search.study import random_networks
+    from fbnet_symbol.space.spaces import decode_space
+    layout = decode_space("fbnet", "seed", (3, 16, 16), 0.5)
+    rng = np.random.RandomState(0)
+    # as measured: skip costs next to nothing, every other block more
+    values = [[0.001 if c == "skip" else rng.uniform(0.02, 0.1) for c in l.candidates]
+              for l in layout.layers]
+    table = LatencyTable(values, [list(l.candidates) for l in layout.layers], {})
+    lightest = sum(min(v) for v in values)
+    heavy = sum(max(v) for v in values)
+    picks = random_networks(layout, table, lightest, 0.6 * heavy, 10)
+    lat = sorted(table.blocks_latency(layout, b) for b in picks)
+    assert len(set(picks)) == 10
+    # within a third of the lightest network (a pool of 400 uniform-preference draws: 2.3x)
+    assert lat[0] <= 1.35 * lightest
+    assert lat[-1] >= 0.55 * heavy  # and the range covered up to the top

@@ -56,11 +56,13 @@ STUDY_TASKS = {
         network=dict(space="fbnet", preset="seed", image_shape=(3, 16, 16), width_mult=0.5,
                      model_type="softmax"),
         alphas=(0.0, 1.0, 3.0), seeds=(0, 1), random=20, train_seeds=2,
-        search=dict(epochs=6), train=dict(epochs=10, lr=0.02, lr_scheduler="cosine"),
-        # what else was tried: the supernet barely leaves chance in 6 epochs with the
-        # preset's 1 warm-up epoch; twice the epochs, 4 of them warm-up, the same final T
-        variants=[("longer", dict(epochs=12, warmup_epochs=4,
-                                  temperature_decay=round(0.956 ** (90 / 12.0), 4)),
+        # learning rates from probes (docs/reference.md): the supernet's warm-up epoch
+        # reached 0.23 at 0.02, 0.17 at 0.01, 0.14 at the preset's 0.05; the deep networks
+        # trained alone learn fastest at 0.01 (0.42-0.66 at 0.01, 0.36-0.52 at 0.02)
+        search=dict(epochs=6, lr=0.02), train=dict(epochs=10, lr=0.01, lr_scheduler="cosine"),
+        # what else was tried: the temperature annealed to the 90-epoch final T within the
+        # 6 epochs (0.509 per epoch), which left the supernet at chance in the last study
+        variants=[("annealed", dict(temperature_decay=round(0.956 ** (90 / 6.0), 4)),
                    (0.0, 1.0), (0,))],
         quick=dict(alphas=(0.0, 3.0), seeds=(0,), random=8, train_seeds=1, variants=[])),
     "synthetic-faces": dict(
@@ -68,7 +70,7 @@ STUDY_TASKS = {
         network=dict(space="fbnet", preset="seed", width_mult=0.5, model_type="arcface",
                      margin_s=16.0, margin_m=0.3),
         alphas=(0.0, 1.0, 3.0), seeds=(0, 1), random=20, train_seeds=2,
-        search=dict(epochs=6), train=dict(epochs=10, lr=0.02, lr_scheduler="cosine"),
+        search=dict(epochs=6, lr=0.02), train=dict(epochs=10, lr=0.02, lr_scheduler="cosine"),
         quick=dict(alphas=(0.0, 3.0), seeds=(0,), random=8, train_seeds=1)),
 }
 
@@ -77,14 +79,18 @@ def _floats(text):
     return [float(v) for v in str(text).split(",") if v.strip()]
 
 
-def random_networks(layout, table, low, high, count, seed=0, pool=400):
+def random_networks(layout, table, low, high, count, seed=0, pool=4000):
     """``count`` distinct random block lists whose predicted latencies spread evenly over
-    ``[low, high]`` (drawn as ``fbnet measure --validate`` draws them)."""
-    from ..latency.validate import random_blocks
+    ``[low, high]``, from a pool drawn as ``fbnet measure --validate`` draws (each network
+    its own Dirichlet preference over the candidates), half of it with a concentration of
+    0.1: such networks are mostly one or two kinds of block, so the pool reaches the nearly
+    all-skip networks a large alpha finds (4,000 draws at 0.5 alone came no closer than
+    10% to them)."""
+    from ..latency.validate import DIRICHLET_CONCENTRATION, random_blocks
     rng = np.random.RandomState(seed)
     drawn = {}
-    for _ in range(pool):
-        blocks = random_blocks(layout, rng)
+    for i in range(pool):
+        blocks = random_blocks(layout, rng, DIRICHLET_CONCENTRATION if i % 2 else 0.1)
         drawn.setdefault(blocks, table.blocks_latency(layout, blocks))
     chosen = []
     for target in np.linspace(low, high, count):
@@ -265,9 +271,12 @@ def _plan(args, base):
         task.update(task["quick"])
     if task and not (base.train_rec or base.data_dir):
         base = replace(base, **task["data"]())
-    if task:
-        base = replace(base, **{k: v for k, v in task["network"].items()
-                                if getattr(base, k) is None})
+    if args.search_lr:
+        base = replace(base, lr=args.search_lr)
+    if task:  # the task's network and search settings (epochs: below) unless given
+        given = dict(task["network"], **{k: v for k, v in task.get("search", {}).items()
+                                         if k != "epochs"})
+        base = replace(base, **{k: v for k, v in given.items() if getattr(base, k) is None})
 
     def pick(name, default):
         given = getattr(args, name)
@@ -276,6 +285,8 @@ def _plan(args, base):
     train = dict(task.get("train", {}))
     if args.train_epochs:
         train["epochs"] = args.train_epochs
+    if args.train_lr:
+        train["lr"] = args.train_lr
     train.setdefault("epochs", 10)
     plan = dict(alphas=pick("alphas", (0.0, 1.0, 3.0)), seeds=pick("seeds", (0, 1)),
                 num_random=pick("random", 20), train_seeds=pick("train_seeds", 2),
@@ -305,6 +316,10 @@ def _parser():
                    "task's, or the run preset's)")
     p.add_argument("--train-epochs", type=int, help="budget of each training from scratch "
                    "(default: the task's, or 10)")
+    p.add_argument("--search-lr", type=float, help="SGD learning rate of the supernet's "
+                   "weights (default: the task's, or the run preset's)")
+    p.add_argument("--train-lr", type=float, help="SGD learning rate of each training from "
+                   "scratch (default: the task's, or the run preset's)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time, each with its share "
                    "of the cores (default 2)")
     p.add_argument("--metric", help="the score compared: val_acc (top-1 on --val-rec) or "
