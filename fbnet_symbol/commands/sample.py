@@ -109,7 +109,7 @@ def sample_theta(args):
         prof = profile_architecture(arch, num_classes, layout.image_shape)
         row = {"name": name, "blocks": list(blocks), "macs": prof["macs"],
                "params": prof["params"],
-               "log_probability": sampling.log_probability(layout, probs, blocks),
+               "log_probability": theta_.log_probability(layout, theta, blocks, probs),
                "file": os.path.join(args.output, name + ".json")}
         row["probability"] = float(np.exp(row["log_probability"]))
         if table is not None:

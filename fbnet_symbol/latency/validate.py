@@ -14,8 +14,9 @@ from scipy import stats
 
 from ..errors import FBNetError
 from ..fileio import atomic_write
-from ..space.architecture import (NAMED_ARCHITECTURES, architecture_from_settings,
-                                  layout_from_settings, load_architecture)
+from ..space.architecture import (architecture_from_settings, distinct_blocks,
+                                  layout_from_settings, load_architecture,
+                                  named_architectures_of)
 from ..space.heads import HeadConfig
 from ..space.network import build_network
 from .measure import fixed_symbols, reference_network
@@ -68,27 +69,13 @@ def candidate_architectures(table, num_archs, seed=0):
     """``num_archs`` distinct random architectures, then the named ones the table covers."""
     layout = table_layout(table)
     rng = np.random.RandomState(seed)
-    archs, seen = [], set()
-    tries = 0
-    while len(archs) < num_archs and tries < 100 * max(num_archs, 1):
-        tries += 1
-        blocks = random_blocks(layout, rng)
-        if blocks not in seen:
-            seen.add(blocks)
-            archs.append(table_architecture(table, blocks, "random_%02d" % len(archs)))
-    for name in NAMED_ARCHITECTURES:  # the shipped networks of the table's space
-        named = load_architecture(name)
-        if named.space != layout.space.name:
-            continue
-        covered = all(b in layer.candidates for b, layer in zip(named.blocks, layout.layers))
-        if not covered:
-            logger.info("%s left out: the %s preset does not offer all its blocks",
-                        name, layout.preset.name)
-        elif named.last_channels not in (None, layout.space.last_channels):
-            logger.info("%s left out: its last conv (%d channels) is not the table's",
-                        name, named.last_channels)
-        else:
-            archs.append(table_architecture(table, named.blocks, name))
+    archs = [table_architecture(table, blocks, "random_%02d" % i) for i, blocks in enumerate(
+        distinct_blocks(lambda: random_blocks(layout, rng), num_archs,
+                        100 * max(num_archs, 1)))]
+    kept, left_out = named_architectures_of(layout)  # the shipped networks of its space
+    for name, why in left_out:
+        logger.info("%s left out: %s", name, why)
+    archs += [table_architecture(table, named.blocks, name) for name, named in kept]
     return archs
 
 

@@ -13,14 +13,10 @@ import os
 import numpy as np
 
 from ..errors import FBNetError
-from .theta import argmax_blocks, probabilities
+from ..space.architecture import distinct_blocks
+from .theta import argmax_blocks, log_probability, probabilities
 
 logger = logging.getLogger(__name__)
-
-
-def log_probability(layout, probs, blocks):
-    return float(sum(np.log(probs[l.name][l.candidates.index(b)])
-                     for l, b in zip(layout.layers, blocks)))
 
 
 def choose(layout, theta, mode="argmax", num=1, seed=0, max_tries=100000):
@@ -38,16 +34,13 @@ def choose(layout, theta, mode="argmax", num=1, seed=0, max_tries=100000):
     if num > total:
         raise FBNetError("--num %d is more than the %d architectures of the space" % (num, total))
     rng = np.random.RandomState(seed)
-    found, tries = {}, 0
-    while len(found) < num and tries < max_tries:
-        tries += 1
-        blocks = tuple(l.candidates[rng.choice(len(l.candidates), p=probs[l.name])]
-                       for l in layout.layers)
-        found.setdefault(blocks, log_probability(layout, probs, blocks))
+    found = distinct_blocks(lambda: [l.candidates[rng.choice(len(l.candidates),
+                                                             p=probs[l.name])]
+                                     for l in layout.layers], num, max_tries)
     if len(found) < num:
         logger.warning("P_theta is concentrated: only %d distinct architectures in %d draws",
-                       len(found), tries)
-    return sorted(found, key=lambda b: -found[b])
+                       len(found), max_tries)
+    return sorted(found, key=lambda b: -log_probability(layout, theta, b, probs))
 
 
 def run_settings(path):

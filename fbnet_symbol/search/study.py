@@ -15,6 +15,7 @@ networks within ±10% of a searched one's latency), ``--jobs`` at a time; 5.
 ``study.csv``, ``study.png`` and ``summary.json`` (:mod:`.study_stats`). Finished runs are
 skipped when the command is run again.
 """
+import itertools
 import json
 import logging
 import os
@@ -87,11 +88,11 @@ def random_networks(layout, table, low, high, count, seed=0, pool=4000):
     all-skip networks a large alpha finds (4,000 draws at 0.5 alone came no closer than
     10% to them)."""
     from ..latency.validate import DIRICHLET_CONCENTRATION, random_blocks
+    from ..space.architecture import distinct_blocks
     rng = np.random.RandomState(seed)
-    drawn = {}
-    for i in range(pool):
-        blocks = random_blocks(layout, rng, DIRICHLET_CONCENTRATION if i % 2 else 0.1)
-        drawn.setdefault(blocks, table.blocks_latency(layout, blocks))
+    concentrations = itertools.cycle([0.1, DIRICHLET_CONCENTRATION])
+    drawn = {b: table.blocks_latency(layout, b) for b in distinct_blocks(
+        lambda: random_blocks(layout, rng, next(concentrations)), pool, pool)}
     chosen = []
     for target in np.linspace(low, high, count):
         left = [b for b in drawn if b not in chosen]
@@ -104,17 +105,12 @@ def random_networks(layout, table, low, high, count, seed=0, pool=4000):
 def baseline_networks(layout):
     """The hand-designed networks of the space the layout offers: every layer one block
     (``k3_e6``: MobileNetV2-like, ``k3_e1``), and the named architectures (FBNet-A/B/C)."""
-    from ..space.architecture import NAMED_ARCHITECTURES, load_architecture
+    from ..space.architecture import named_architectures_of
     out = []
     for block in ("k3_e6", "k3_e1"):
         if all(block in l.candidates for l in layout.layers):
             out.append(("all_" + block, tuple([block] * layout.num_layers)))
-    for name in NAMED_ARCHITECTURES:
-        arch = load_architecture(name)
-        if arch.space == layout.space.name and len(arch.blocks) == layout.num_layers and all(
-                b in l.candidates for l, b in zip(layout.layers, arch.blocks)):
-            out.append((name, tuple(arch.blocks)))
-    return out
+    return out + [(name, tuple(arch.blocks)) for name, arch in named_architectures_of(layout)[0]]
 
 
 def _searches(base, out, plan, workers, bar):

@@ -43,9 +43,10 @@ def probabilities(theta):
     return out
 
 
-def log_probability(layout, theta, blocks):
-    """log P_θ(blocks): the sum over layers of the log-probability of the layer's block."""
-    probs = probabilities(theta)
+def log_probability(layout, theta, blocks, probs=None):
+    """log P_θ(blocks): the sum over layers of the log-probability of the layer's block
+    (``probs``: θ's :func:`probabilities`, when already computed)."""
+    probs = probabilities(theta) if probs is None else probs
     return float(sum(np.log(probs[l.name][l.candidates.index(b)])
                      for l, b in zip(layout.layers, blocks)))
 

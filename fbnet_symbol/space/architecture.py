@@ -170,6 +170,38 @@ class Architecture:
                        layer.out_channels, layer.stride))
 
 
+def named_architectures_of(layout):
+    """The shipped architectures (FBNet-A/B/C) a ``layout`` can build: ``(kept, left_out)``,
+    ``kept`` as ``[(name, Architecture)]``, ``left_out`` as ``[(name, why)]`` for those of
+    its space whose blocks or last conv the layout does not offer."""
+    kept, left_out = [], []
+    for name in NAMED_ARCHITECTURES:
+        arch = load_architecture(name)
+        if arch.space != layout.space.name:
+            continue
+        if len(arch.blocks) != layout.num_layers or not all(
+                b in layer.candidates for b, layer in zip(arch.blocks, layout.layers)):
+            left_out.append((name, "the %s preset does not offer all its blocks"
+                             % layout.preset.name))
+        elif arch.last_channels not in (None, layout.space.last_channels):
+            left_out.append((name, "its last conv (%d channels) is not the table's"
+                             % arch.last_channels))
+        else:
+            kept.append((name, arch))
+    return kept, left_out
+
+
+def distinct_blocks(draw, count, max_tries):
+    """Up to ``count`` distinct block lists from calls of ``draw()`` (at most
+    ``max_tries``), in the order first drawn."""
+    found = {}
+    for _ in range(max_tries):
+        if len(found) >= count:
+            break
+        found.setdefault(tuple(draw()), None)
+    return list(found)
+
+
 def load_architecture(spec, expect_space=None):
     """Load an architecture from a shipped name, a ``.json`` path, a JSON string or a dict.
 
