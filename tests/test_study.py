@@ -1,6 +1,9 @@
 """The validity study on a tiny budget: every stage runs, the numbers add up, resume skips."""
 import csv
 import json
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +11,9 @@ import pytest
 from fbnet_symbol.latency.timing import QUICK
 from fbnet_symbol.search.study import run_study
 from fbnet_symbol.search.study_stats import pareto_front, summarise
-from fbnet_symbol.settings import Settings, resolve
+from tests.conftest import ROOT
+from tests.test_cli_search import ENV
+from tests.test_faults import finish, one_line, wait_for
 
 
 def test_pareto_front_and_summary_on_known_numbers():
@@ -51,17 +56,30 @@ def test_pareto_front_and_summary_on_known_numbers():
 
 
 @pytest.mark.slow
-def test_study_runs_end_to_end_and_resumes(tiny_data, tmp_path):
-    base = resolve(Settings(train_rec=tiny_data["train"], theta_rec=tiny_data["theta"],
-                            val_rec=tiny_data["val"], lut=tiny_data["lut"], image_shape=(3, 8, 8),
-                            width_mult=0.25, batch_size=8, epochs=2, warmup_epochs=1,
-                            loss_form="relative"))
+def test_study_runs_end_to_end_stops_on_sigterm_and_resumes(tiny_data, tmp_path):
+    from fbnet_symbol.search.study import _parser, study_plan
     out = tmp_path / "study"
-    kw = dict(train={"epochs": 1, "lr": 0.02, "lr_scheduler": "cosine"}, train_seeds=1,
-              progress=False, policy=QUICK)
-    variant = ("short", {"epochs": 1, "warmup_epochs": 0}, [2.0], [1])
-    summary = run_study(base, str(out), [0.0, 2.0], [0], 2, workers=2, variants=[variant],
-                        **kw)
+    flags = ["--train-rec", tiny_data["train"], "--theta-rec", tiny_data["theta"],
+             "--val-rec", tiny_data["val"], "--lut", tiny_data["lut"], "--image-shape", "3,8,8",
+             "--width-mult", "0.25", "--batch-size", "8", "--search-epochs", "4",
+             "--alphas", "0,2", "--seeds", "0", "--random", "2", "--train-seeds", "1",
+             "--train-epochs", "1", "--train-lr", "0.02", "--jobs", "2", "--quick",
+             "--out", str(out), "--no-progress"]
+    # as a user runs it, stopped by SIGTERM while both workers search: each run under way
+    # stops at a step with a checkpoint, the study with one line
+    proc = subprocess.Popen([sys.executable, "-m", "fbnet_symbol", "study", *flags], cwd=ROOT,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(out / "search" / "alpha0_seed0" / "study-run.log", "epoch 0 done", proc)
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc)
+    assert code == 143 and one_line(err, "stopped: ") == "stopped: SIGTERM", err[-3000:]
+    stopped = [d for d in (out / "search").iterdir() if not (d / "result.json").exists()]
+    assert stopped and all(list((d / "checkpoints").glob("*.params")) for d in stopped)
+    # run again (here in-process, with a variant): the stopped searches resume
+    base, plan = study_plan(_parser().parse_args(flags))
+    plan["variants"] = [("short", {"epochs": 1, "warmup_epochs": 0}, [2.0], [1])]
+    summary = run_study(base, str(out), progress=False, policy=QUICK, **plan)
+    assert all("resumed from" in (d / "study-run.log").read_text() for d in stopped)
     rows = list(csv.DictReader(open(out / "study.csv")))
     kinds = [r["kind"] for r in rows]
     assert kinds[:5] == ["searched"] * 3 + ["random"] * 2
@@ -82,7 +100,7 @@ def test_study_runs_end_to_end_and_resumes(tiny_data, tmp_path):
     assert len(picks) == 2 and len({tuple(p) for p in picks}) == 2
     # run again: every finished run is skipped, the same numbers come back
     stamps = {p: p.stat().st_mtime for p in out.rglob("result.json")}
-    again = run_study(base, str(out), [0.0, 2.0], [0], 2, workers=1, variants=[variant], **kw)
+    again = run_study(base, str(out), progress=False, policy=QUICK, **dict(plan, workers=1))
     assert {p: p.stat().st_mtime for p in out.rglob("result.json")} == stamps
     assert again["per_searched"] == summary["per_searched"]
 
@@ -112,21 +130,21 @@ def test_study_statistics_on_a_hand_computed_example():
 
 
 def test_a_task_sets_the_searches_and_trainings_unless_a_flag_is_given():
-    from fbnet_symbol.search.study import _parser, _plan
-    from fbnet_symbol.settings import from_args
+    from fbnet_symbol.search.study import _parser, study_plan
 
     def plan(*flags):
-        args = _parser().parse_args(["--task", "cluttered-digits", "--train-rec", "a.rec",
-                                     "--theta-rec", "b.rec"] + list(flags))
-        return _plan(args, from_args(args))
+        return study_plan(_parser().parse_args([
+            "--task", "cluttered-digits", "--train-rec", "a.rec", "--theta-rec", "b.rec",
+            "--val-rec", "c.rec"] + list(flags)))
 
     base, p = plan()
     assert (base.lr, base.image_shape, base.width_mult) == (0.02, (3, 16, 16), 0.5)
-    assert p["search_epochs"] == 6 and p["train"]["lr"] == 0.01
+    assert base.epochs == 6 and base.temperature_decay == 0.956
+    assert p["train"]["lr"] == 0.01
     assert [v[0] for v in p["variants"]] == ["annealed"]
     base, p = plan("--search-lr", "0.05", "--train-lr", "0.03", "--search-epochs", "4",
                    "--quick")
-    assert base.lr == 0.05 and p["train"]["lr"] == 0.03 and p["search_epochs"] == 4
+    assert base.lr == 0.05 and p["train"]["lr"] == 0.03 and base.epochs == 4
     assert p["variants"] == []
     assert base.train_rec == "a.rec"  # the user's data, not the task's
 

@@ -185,70 +185,99 @@ class FaceRecords:
 def check_face_records(rec, index=None, decode_samples=16, what="data"):
     """Read and validate an identity-indexed file's structure; one-line errors.
     ``index``: its ``{key: offset}`` if already read."""
-    import cv2
-
     idx = idx_path(rec)
     if not os.path.isfile(rec):
         raise FBNetError("%s file %s does not exist" % (what, rec))
     index = read_keyed_index(idx, rec) if index is None else index
-    size = os.path.getsize(rec)
-    fd = os.open(rec, os.O_RDONLY)
+    records = _Records(rec, idx, index)
     try:
-        header, _ = read_record(fd, index[0], size, rec, 0)
-        first, end = int(header[0]), int(header[1])
-        if not 1 < first < end:
-            raise FBNetError("%s: the header (record 0) reads identities [%d, %d), not a range "
-                             "after the images; the file is not InsightFace's layout or is "
-                             "corrupt: re-pack it" % (rec, first, end))
-        missing = [k for k in (first, end - 1) if k not in index]
-        if missing:
-            raise FBNetError("%s: the header points to identity record %d, which %s does not "
-                             "list (the file or its index is cut short); re-download or "
-                             "re-pack it" % (rec, missing[0], idx))
-        keys, labels = [], []
-        for identity, key in enumerate(range(first, end)):
-            if key not in index:
-                raise FBNetError("%s: identity record %d is missing from %s; re-pack the data"
-                                 % (rec, key, idx))
-            span, payload = read_record(fd, index[key], size, rec, key)
-            if len(span) < 2 or len(payload):
-                raise FBNetError("%s: record %d should be an identity record (label [start, "
-                                 "end), no image); re-pack the data" % (rec, key))
-            start, stop = int(span[0]), int(span[1])
-            if not 1 <= start < stop <= first:
-                raise FBNetError("%s: identity record %d has an %s range [%d, %d); re-pack the "
-                                 "data" % (rec, key, "empty" if start == stop else "invalid",
-                                           start, stop))
-            keys.append(np.arange(start, stop))
-            labels.append(np.full(stop - start, identity))
-        keys, labels = np.concatenate(keys), np.concatenate(labels)
-        absent = [int(k) for k in keys if int(k) not in index][:1]
-        if absent:
-            raise FBNetError("%s: image record %d is not in %s; re-pack the data"
-                             % (rec, absent[0], idx))
-        # decode a few images (their size) and read the class of more (label[0], as the
-        # reader takes it): what training would otherwise stop on, caught now
-        sizes, class_ids = set(), []
-        probe = spread(keys, max(decode_samples, LABEL_SAMPLES))
-        decode = set(spread(np.arange(len(probe)), decode_samples))
-        for n, key in enumerate(probe):
-            label, payload = read_record(fd, index[int(key)], size, rec, int(key))
-            class_ids.append(label[0])
-            if n not in decode:
-                continue
-            img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
-            if img is None:
-                raise FBNetError("%s: record %d is not a decodable image; re-pack the data"
-                                 % (rec, key))
-            sizes.add(img.shape[:2])
+        first, end, keys, labels = _identities(records)
+        sizes, class_ids = _probe_images(records, keys, decode_samples)
     finally:
-        os.close(fd)
-    folder = os.path.dirname(os.path.abspath(rec))
-    prop_path = os.path.join(os.path.dirname(rec) or ".", PROPERTY)
-    found = read_property(folder)
+        os.close(records.fd)
     image_size = sizes.pop() if len(sizes) == 1 else None
     lowest, highest = float(min(class_ids)), float(max(class_ids))
-    classes = end - first
+    classes, found = _classes(rec, end - first, image_size, lowest, highest)
+    return FaceRecords(rec, idx, index, keys, labels, end - first, classes,
+                       (int(lowest), int(highest)), image_size, found)
+
+
+class _Records:
+    """An open ``.rec`` and its index: ``read(key)`` -> (label, payload)."""
+
+    def __init__(self, rec, idx, index):
+        self.rec, self.idx, self.index = rec, idx, index
+        self.size = os.path.getsize(rec)
+        self.fd = os.open(rec, os.O_RDONLY)
+
+    def read(self, key):
+        return read_record(self.fd, self.index[key], self.size, self.rec, key)
+
+
+def _identities(records):
+    """The header's identity range and every image key with its identity, checked."""
+    rec, idx, index = records.rec, records.idx, records.index
+    header, _ = records.read(0)
+    first, end = int(header[0]), int(header[1])
+    if not 1 < first < end:
+        raise FBNetError("%s: the header (record 0) reads identities [%d, %d), not a range "
+                         "after the images; the file is not InsightFace's layout or is "
+                         "corrupt: re-pack it" % (rec, first, end))
+    missing = [k for k in (first, end - 1) if k not in index]
+    if missing:
+        raise FBNetError("%s: the header points to identity record %d, which %s does not "
+                         "list (the file or its index is cut short); re-download or "
+                         "re-pack it" % (rec, missing[0], idx))
+    keys, labels = [], []
+    for identity, key in enumerate(range(first, end)):
+        if key not in index:
+            raise FBNetError("%s: identity record %d is missing from %s; re-pack the data"
+                             % (rec, key, idx))
+        span, payload = records.read(key)
+        if len(span) < 2 or len(payload):
+            raise FBNetError("%s: record %d should be an identity record (label [start, "
+                             "end), no image); re-pack the data" % (rec, key))
+        start, stop = int(span[0]), int(span[1])
+        if not 1 <= start < stop <= first:
+            raise FBNetError("%s: identity record %d has an %s range [%d, %d); re-pack the "
+                             "data" % (rec, key, "empty" if start == stop else "invalid",
+                                       start, stop))
+        keys.append(np.arange(start, stop))
+        labels.append(np.full(stop - start, identity))
+    keys, labels = np.concatenate(keys), np.concatenate(labels)
+    absent = [int(k) for k in keys if int(k) not in index][:1]
+    if absent:
+        raise FBNetError("%s: image record %d is not in %s; re-pack the data"
+                         % (rec, absent[0], idx))
+    return first, end, keys, labels
+
+
+def _probe_images(records, keys, decode_samples):
+    """Decode a few images (their sizes) and read the class of more (``label[0]``, as the
+    reader takes it): what training would otherwise stop on, caught now."""
+    import cv2
+    sizes, class_ids = set(), []
+    probe = spread(keys, max(decode_samples, LABEL_SAMPLES))
+    decode = set(spread(np.arange(len(probe)), decode_samples))
+    for n, key in enumerate(probe):
+        label, payload = records.read(int(key))
+        class_ids.append(label[0])
+        if n not in decode:
+            continue
+        img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise FBNetError("%s: record %d is not a decodable image; re-pack the data"
+                             % (records.rec, key))
+        sizes.add(img.shape[:2])
+    return sizes, class_ids
+
+
+def _classes(rec, identities, image_size, lowest, highest):
+    """The class count (the ``property`` file's where there is one, checked against the
+    header and the images) and the property read (or None)."""
+    prop_path = os.path.join(os.path.dirname(rec) or ".", PROPERTY)
+    found = read_property(os.path.dirname(os.path.abspath(rec)))
+    classes = identities
     if found:
         if found[0] < classes:
             raise FBNetError("%s says %d classes but %s's header has %d identities; write at "
@@ -269,8 +298,7 @@ def check_face_records(rec, index=None, decode_samples=16, what="data"):
         raise FBNetError("%s: an image record has class %g, outside the %d classes %s; %s"
                          % (rec, bad, classes, "%s gives" % prop_path if found else
                             "of its header's identities", fix))
-    return FaceRecords(rec, idx, index, keys, labels, end - first, classes,
-                       (int(lowest), int(highest)), image_size, found)
+    return classes, found
 
 
 def spread(keys, count):

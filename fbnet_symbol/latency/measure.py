@@ -101,56 +101,90 @@ def measure_table(layout, ctx, batch_size=1, num_classes=1000, head=None, featur
     if feature_dim is None:
         feature_dim = layout.preset.feature_dim or 0
     started = time.time()
-    items, index = [], {}
+    graphs = _Graphs(batch_size)
+    alone = _add_graphs(graphs, layout, ctx, num_classes, head, feature_dim)
+    anchor = graphs.items[graphs.index["reference"]]  # timed in every group if several
+    factors = []
+    with tqdm(total=len(graphs.items), desc="timing blocks", unit="graph",
+              disable=not progress) as bar:
+        results = time_symbols(graphs.items, ctx, policy, progress=bar.update, anchor=anchor,
+                               factors=factors)
+    t = {key: results[i] for key, i in graphs.index.items()}
+    values, spread, raw, fixed = _entries(layout, t, alone, graphs.tail_pred)
+    meta = table_key(layout, batch_size, ctx)
+    meta.update({
+        "device_name": device_name(ctx),
+        "num_classes": num_classes, "head": head.to_dict(), "feature_dim": feature_dim,
+        "timing": policy.to_dict(), "overhead_ms": t["call"].median_ms,
+        "unique_measurements": graphs.blocks, "graphs_timed": len(graphs.items),
+        "group_speed_factors": factors, "reference_ms": t["reference"].median_ms,
+        "seconds": round(time.time() - started, 1),
+        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+    return LatencyTable(values, [list(l.candidates) for l in layout.layers], meta, spread, raw,
+                        fixed, source="measured latency table")
 
-    def add(key, sym, shape):
-        if key not in index:
-            index[key] = len(items)
-            items.append((sym, (batch_size,) + tuple(shape)))
-        return index[key]
 
+class _Graphs:
+    """The graphs to time, each once: ``items`` ``[(symbol, input shape)]``, ``index``
+    ``{key: position}``; ``blocks``: how many distinct block entries."""
+
+    def __init__(self, batch_size):
+        self.batch_size, self.items, self.index, self.blocks = batch_size, [], {}, 0
+        self.tail_pred = None  # the key of the tail's predecessor timed alone
+
+    def add(self, key, sym, shape):
+        if key not in self.index:
+            self.index[key] = len(self.items)
+            self.items.append((sym, (self.batch_size,) + tuple(shape)))
+        return self.index[key]
+
+
+def _add_graphs(graphs, layout, ctx, num_classes, head, feature_dim):
+    """Every graph :func:`measure_table` times: the empty graph, each block after its
+    predecessor and each predecessor alone, the tail and head after theirs, the fixed parts
+    alone and a reference network. Returns the fixed parts ``[(name, symbol, shape)]``."""
     call_sym, call_shape = overhead_symbol()
-    add("call", call_sym, call_shape[1:])
-    entries = {}
+    graphs.add("call", call_sym, call_shape[1:])
     for layer in layout.layers:
         pkey, psym, pshape = _predecessor(layout, layer)
-        add(("alone", pkey), psym, pshape)
+        graphs.add(("alone", pkey), psym, pshape)
         for c in layer.candidates:
-            key = (_shape_key(layout, layer, c), pkey)
-            if key not in entries:
-                _, chain_pred, _ = _predecessor(layout, layer)
-                add(("chain",) + key, block_symbol(layout, layer, c, data=chain_pred), pshape)
-                entries[key] = (layer, c)
-    last = layout.layers[-1]
-    # the tail's predecessor: the last layer's first candidate
+            key = ("chain", _shape_key(layout, layer, c), pkey)
+            if key not in graphs.index:
+                graphs.blocks += 1
+                chain_pred = _predecessor(layout, layer)[1]  # a graph of its own
+                graphs.add(key, block_symbol(layout, layer, c, data=chain_pred), pshape)
+    last = layout.layers[-1]  # the tail's predecessor: the last layer's first candidate
     lkey = _shape_key(layout, last, last.candidates[0])
-    lsym, lshape = block_symbol(layout, last, last.candidates[0]), last.in_shape
     module = block_module(layout.space)
-    add(("alone", lkey), lsym, lshape)
-    add("tail_chain", module.tail(block_symbol(layout, last, last.candidates[0]), layout), lshape)
+    graphs.add(("alone", lkey), block_symbol(layout, last, last.candidates[0]), last.in_shape)
+    graphs.add("tail_chain", module.tail(block_symbol(layout, last, last.candidates[0]), layout),
+               last.in_shape)
     alone = fixed_symbols(layout, num_classes, head, feature_dim)
     for name, sym, shape in alone:
-        add(("fixed", name), sym, shape)
-    add("head_chain", _head_on(layout, module.tail(mx.sym.Variable("data"), layout),
-                               num_classes, head, feature_dim), last.out_shape)
-    ref = add("reference", *reference_network(settings_of(dict(
-        table_key(layout, batch_size, ctx), head=head.to_dict(), feature_dim=feature_dim)),
-        num_classes))
-    anchor = items[ref]  # timed in every group if there are several
-    factors = []
-    with tqdm(total=len(items), desc="timing blocks", unit="graph", disable=not progress) as bar:
-        results = time_symbols(items, ctx, policy, progress=bar.update, anchor=anchor,
-                               factors=factors)
-    t = {key: results[i] for key, i in index.items()}
-    call = t["call"].median_ms
+        graphs.add(("fixed", name), sym, shape)
+    graphs.tail_pred = ("alone", lkey)
+    graphs.add("head_chain", _head_on(layout, module.tail(mx.sym.Variable("data"), layout),
+                                      num_classes, head, feature_dim), last.out_shape)
+    graphs.add("reference", *reference_network(settings_of(dict(
+        table_key(layout, graphs.batch_size, ctx), head=head.to_dict(),
+        feature_dim=feature_dim)), num_classes))
+    return alone
 
+
+def _entries(layout, t, alone, tail_pred):
+    """The table from the timings ``t`` (``{graph key: timing}``): each block's and fixed
+    part's time after its predecessor minus the predecessor's alone (the stem: minus the
+    empty graph's), at least :data:`MIN_MS`; the raw differences and the spreads."""
     def net(chain, pred):
-        return chain.median_ms - pred.median_ms
+        return t[chain].median_ms - t[pred].median_ms
 
     fixed = {
-        "stem": {"median_ms": max(t[("fixed", "stem")].median_ms - call, MIN_MS)},
-        "tail": {"median_ms": max(net(t["tail_chain"], t[("alone", lkey)]), MIN_MS)},
-        "head": {"median_ms": max(net(t["head_chain"], t[("fixed", "tail")]), MIN_MS)},
+        "stem": {"median_ms": max(t[("fixed", "stem")].median_ms - t["call"].median_ms,
+                                  MIN_MS)},
+        "tail": {"median_ms": max(net("tail_chain", tail_pred), MIN_MS)},
+        "head": {"median_ms": max(net("head_chain", ("fixed", "tail")), MIN_MS)},
     }
     for name, _, _ in alone:  # each part timed alone: the reference for validation
         fixed[name].update(raw_ms=t[("fixed", name)].median_ms,
@@ -158,24 +192,11 @@ def measure_table(layout, ctx, batch_size=1, num_classes=1000, head=None, featur
     values, spread, raw = [], [], []
     for layer in layout.layers:
         pkey = _predecessor(layout, layer)[0]
-        row_raw = [net(t[("chain", _shape_key(layout, layer, c), pkey)], t[("alone", pkey)])
-                   for c in layer.candidates]
-        values.append([max(v, MIN_MS) for v in row_raw])
-        raw.append(row_raw)
-        spread.append([t[("chain", _shape_key(layout, layer, c), pkey)].spread_ms
-                       for c in layer.candidates])
-    meta = table_key(layout, batch_size, ctx)
-    meta.update({
-        "device_name": device_name(ctx),
-        "num_classes": num_classes, "head": head.to_dict(), "feature_dim": feature_dim,
-        "timing": policy.to_dict(), "overhead_ms": call,
-        "unique_measurements": len(entries), "graphs_timed": len(items),
-        "group_speed_factors": factors, "reference_ms": t["reference"].median_ms,
-        "seconds": round(time.time() - started, 1),
-        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    })
-    return LatencyTable(values, [list(l.candidates) for l in layout.layers], meta, spread, raw,
-                        fixed, source="measured latency table")
+        keys = [("chain", _shape_key(layout, layer, c), pkey) for c in layer.candidates]
+        raw.append([net(k, ("alone", pkey)) for k in keys])
+        values.append([max(v, MIN_MS) for v in raw[-1]])
+        spread.append([t[k].spread_ms for k in keys])
+    return values, spread, raw, fixed
 
 
 def table_key(layout, batch_size, ctx):

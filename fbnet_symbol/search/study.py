@@ -28,52 +28,12 @@ from ..errors import FBNetError
 from ..fileio import atomic_write_json
 from . import study_stats as stats
 from .study_jobs import run_jobs, score
+from .study_tasks import STUDY_TASKS
 
 logger = logging.getLogger(__name__)
 
-def _cluttered_digits():
-    from ..data.digits import cluttered_digits
-    paths = cluttered_digits()
-    return dict(train_rec=paths["train"], theta_rec=paths["theta"], val_rec=paths["val"])
-
-
-# The demo's faces (variation 1) saturate: random networks reach 0.89-0.93 verification
-# after 10 epochs; with 2.5 times its jitter of pose, light and noise they spread (0.56, 0.74).
-FACES_VARIATION = 2.5
-
-
-def _synthetic_faces():
-    from ..faces.files import cached_synthetic_faces
-    folder = cached_synthetic_faces(size=32, variation=FACES_VARIATION)
-    return dict(data_dir=folder, verify=(os.path.join(folder, "pairs.bin"),))
-
-
-# An embedded task: its data (the settings that point at it, made in the cache on first
-# use), its network, the score compared, and the budget its figures were made with; a flag
-# given overrides any of them.
-STUDY_TASKS = {
-    "cluttered-digits": dict(
-        data=_cluttered_digits, metric="val_acc",
-        network=dict(space="fbnet", preset="seed", image_shape=(3, 16, 16), width_mult=0.5,
-                     model_type="softmax"),
-        alphas=(0.0, 1.0, 3.0), seeds=(0, 1), random=20, train_seeds=2,
-        # learning rates from probes (docs/reference.md): the supernet's warm-up epoch
-        # reached 0.23 at 0.02, 0.17 at 0.01, 0.14 at the preset's 0.05; the deep networks
-        # trained alone learn fastest at 0.01 (0.42-0.66 at 0.01, 0.36-0.52 at 0.02)
-        search=dict(epochs=6, lr=0.02), train=dict(epochs=10, lr=0.01, lr_scheduler="cosine"),
-        # what else was tried: the temperature annealed to the 90-epoch final T within the
-        # 6 epochs (0.509 per epoch), which left the supernet at chance in the last study
-        variants=[("annealed", dict(temperature_decay=round(0.956 ** (90 / 6.0), 4)),
-                   (0.0, 1.0), (0,))],
-        quick=dict(alphas=(0.0, 3.0), seeds=(0,), random=8, train_seeds=1, variants=[])),
-    "synthetic-faces": dict(
-        data=_synthetic_faces, metric="pairs_acc",
-        network=dict(space="fbnet", preset="seed", width_mult=0.5, model_type="arcface",
-                     margin_s=16.0, margin_m=0.3),
-        alphas=(0.0, 1.0, 3.0), seeds=(0, 1), random=20, train_seeds=2,
-        search=dict(epochs=6, lr=0.02), train=dict(epochs=10, lr=0.02, lr_scheduler="cosine"),
-        quick=dict(alphas=(0.0, 3.0), seeds=(0,), random=8, train_seeds=1)),
-}
+# every run of a study logs to its folder only, without bars (the study shows its own)
+QUIET = dict(progress=False, log_frequence=0, save_frequence=0)
 
 
 def _floats(text):
@@ -113,10 +73,10 @@ def baseline_networks(layout):
     return out + [(name, tuple(arch.blocks)) for name, arch in named_architectures_of(layout)[0]]
 
 
-def _searches(base, out, plan, workers, bar):
+def _searches(base, out, plan, workers, progress):
     """Every search of ``plan``: ``[(variant, settings changes, alphas, seeds)]``; the main
     variant's name is empty."""
-    quiet = dict(progress=False, log_frequence=0, save_frequence=0)
+    from tqdm import tqdm
     jobs, keys = [], []
     for variant, changes, alphas, seeds in plan:
         for alpha in alphas:
@@ -124,9 +84,12 @@ def _searches(base, out, plan, workers, bar):
                 key = "%salpha%g_seed%d" % (variant + "_" if variant else "", alpha, seed)
                 folder = os.path.join(out, "search", key)
                 jobs.append((replace(base, alpha=alpha, seed=seed, save_model_path=folder,
-                                     **dict(changes, **quiet)), folder, "search"))
+                                     **dict(changes, **QUIET)), folder, "search"))
                 keys.append(dict(key=key, variant=variant, alpha=alpha, seed=seed))
-    return [dict(r, **k) for k, r in zip(keys, run_jobs(jobs, workers, bar))]
+    bar = tqdm(total=len(jobs), desc="study: searches", unit="run", disable=not progress)
+    results = run_jobs(jobs, workers, bar)
+    bar.close()
+    return [dict(r, **k) for k, r in zip(keys, results)]
 
 
 def _networks(out, searched, main, layout, table, num_random):
@@ -199,26 +162,15 @@ def run_study(base, out, alphas, seeds, num_random, train=None, train_seeds=2, w
     argmax networks are compared with the same random networks. With ``workers`` > 1 the
     runs go to spawned processes: a script calling this needs Python's
     ``if __name__ == "__main__":`` guard."""
-    from tqdm import tqdm
-
     from ..dist.devices import parse_devices
     from ..latency.table import load_table
-    from ..latency.timing import TimingPolicy
     from ..space.architecture import load_architecture
 
     os.makedirs(out, exist_ok=True)
     device = parse_devices(base.gpu, notice=False)[0]
-    if not base.lut:  # one table for every search, measured here rather than by each worker
-        from ..latency.measure import cached_table
-        from ..space.architecture import layout_from_settings
-        base = replace(base, lut=cached_table(layout_from_settings(base), device,
-                                              base.lut_batch_size, policy or
-                                              TimingPolicy(), progress)[1])
-    plan = [("", {}, alphas, seeds)] + [tuple(v) for v in variants]
-    bar = tqdm(total=sum(len(a) * len(s) for _, _, a, s in plan), desc="study: searches",
-               unit="run", disable=not progress)
-    searched = _searches(base, out, plan, workers, bar)
-    bar.close()
+    base = _with_table(base, device, policy, progress)
+    searched = _searches(base, out, [("", {}, alphas, seeds)] + [tuple(v) for v in variants],
+                         workers, progress)
     table = load_table(searched[0]["lut"])
     if not table.fixed:
         raise FBNetError("%s has no fixed-part timings; the study needs a table measured by "
@@ -233,35 +185,63 @@ def run_study(base, out, alphas, seeds, num_random, train=None, train_seeds=2, w
         n["predicted_ms"] = table.blocks_latency(layout, n["blocks"])
     _training_seeds(nets, train_seeds)
     _log_probabilities(nets, searched, layout)
-    quiet = dict(progress=False, log_frequence=0, save_frequence=0)
-    # a fixed training's own defaults (no warm-up, its learning rate) unless the plan sets them
+    _trainings(base, out, nets, template, train, workers, progress, metric)
+    summary = dict(stats.summarise(nets), metric=metric)
+    _write_results(out, nets, summary, "%d searches (alpha %s%s)" % (
+        len(searched), ",".join("%g" % a for a in alphas),
+        "; variants: " + ", ".join(v[0] for v in variants) if variants else ""))
+    return summary
+
+
+def _with_table(base, device, policy, progress):
+    """``base`` with a latency table: one for every search, measured here (not by each
+    worker, which would race and disturb each other's timing) unless given."""
+    if base.lut:
+        return base
+    from ..latency.measure import cached_table
+    from ..latency.timing import TimingPolicy
+    from ..space.architecture import layout_from_settings
+    return replace(base, lut=cached_table(layout_from_settings(base), device,
+                                          base.lut_batch_size, policy or TimingPolicy(),
+                                          progress)[1])
+
+
+def _trainings(base, out, nets, template, train, workers, progress, metric):
+    """Every network trained from scratch with each of its seeds; its scores go to
+    ``n["accs"]``. A fixed training keeps its own defaults (no warm-up, its learning rate)
+    unless ``train`` sets them."""
+    from tqdm import tqdm
     train_base = replace(base, **dict(dict(warmup_epochs=None, lr=None), **dict(train or {}),
-                                      **quiet))
-    jobs = [(replace(train_base, seed=seed, save_model_path=os.path.join(
-        out, "train", n["name"], "seed%d" % seed), arch=template.replace(
-            blocks=tuple(n["blocks"]), name=n["name"])), os.path.join(
-        out, "train", n["name"], "seed%d" % seed), "train")
-            for n in nets for seed in n["train_seeds"]]
+                                      **QUIET))
+    jobs = []
+    for n in nets:
+        arch = template.replace(blocks=tuple(n["blocks"]), name=n["name"])
+        for seed in n["train_seeds"]:
+            folder = os.path.join(out, "train", n["name"], "seed%d" % seed)
+            jobs.append((replace(train_base, seed=seed, save_model_path=folder, arch=arch),
+                         folder, "train"))
     bar = tqdm(total=len(jobs), desc="study: trainings", unit="run", disable=not progress)
     results = iter(run_jobs(jobs, workers, bar))
     bar.close()
     for n in nets:
         n["accs"] = [score(next(results), metric) for _ in n["train_seeds"]]
-    summary = dict(stats.summarise(nets), metric=metric)
+
+
+def _write_results(out, nets, summary, searches):
     from .study_report import plot, write_csv
     write_csv(nets, os.path.join(out, "study.csv"))
     plot(nets, summary, os.path.join(out, "study.png"),
-         "%d searches (alpha %s%s) vs %d random networks and %d baselines"
-         % (len(searched), ",".join("%g" % a for a in alphas),
-            "; variants: " + ", ".join(v[0] for v in variants) if variants else "",
-            summary["random"], summary["baselines"]))
+         "%s vs %d random networks and %d baselines"
+         % (searches, summary["random"], summary["baselines"]))
     atomic_write_json(os.path.join(out, "summary.json"), dict(summary, networks=nets))
-    return summary
 
 
-def _plan(args, base):
-    """The study's settings and plan: ``--task``'s (``--quick``: its smaller plan), then the
-    flags given."""
+def study_plan(args):
+    """The searches' settings (resolved) and the study's plan from the parsed command line:
+    ``--task``'s (``--quick``: its smaller plan), then the flags given."""
+    from ..settings import from_args
+    from .run import resolve_run
+    base = from_args(args)
     task = dict(STUDY_TASKS[args.task]) if args.task else {}
     if args.quick and task:
         task.update(task["quick"])
@@ -286,9 +266,13 @@ def _plan(args, base):
     train.setdefault("epochs", 10)
     plan = dict(alphas=pick("alphas", (0.0, 1.0, 3.0)), seeds=pick("seeds", (0, 1)),
                 num_random=pick("random", 20), train_seeds=pick("train_seeds", 2),
-                search_epochs=args.search_epochs or task.get("search", {}).get("epochs"),
                 train=train, workers=args.jobs, variants=task.get("variants", []),
                 metric=args.metric or task.get("metric", "val_acc"))
+    epochs = args.search_epochs or task.get("search", {}).get("epochs")
+    base = resolve_run(replace(base, epochs=epochs or base.epochs))
+    if not (base.val_rec or base.verify):
+        raise FBNetError("the study compares networks on held-out data: give --val-rec (top-1) "
+                         "or --verify pair sets (verification)")
     return base, plan
 
 
@@ -338,18 +322,12 @@ def main(argv=None):
     from ..threads import choose_threads, use_threads
 
     args = _parser().parse_args(argv)
-    base = from_args(args)
-    threads, why = choose_threads(base.threads)
+    threads, why = choose_threads(from_args(args).threads)
     threads = use_threads(threads)  # before MXNet loads
     from ..latency.timing import QUICK  # loads MXNet: after the thread count is set
-    from .run import resolve_run
     setup_logging(os.path.join(args.out, "study.log"))
     logger.info("MXNet operators run %d threads (%s)", threads, why)
-    base, plan = _plan(args, base)
-    base = resolve_run(replace(base, epochs=plan.pop("search_epochs") or base.epochs))
-    if not (base.val_rec or base.verify):
-        raise FBNetError("the study compares networks on held-out data: give --val-rec (top-1) "
-                         "or --verify pair sets (verification)")
+    base, plan = study_plan(args)
     summary = run_study(base, args.out, progress=base.progress,
                         policy=QUICK if args.quick else None, **plan)
     print(json.dumps(dict(summary["headline"], variants=summary["variants"]), indent=1))
