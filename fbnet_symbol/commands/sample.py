@@ -63,17 +63,45 @@ def main(argv=None):
 
 
 def sample_theta(args):
-    from ..checkpoint import find_checkpoint
-    from ..fileio import atomic_write, atomic_write_json
-    from ..latency.table import load_table
+    from ..fileio import atomic_write_json
     from ..search import sampling
     from ..search import theta as theta_
     from ..search.plots import plot_distribution
-    from ..space.architecture import architecture_from_settings, layout_from_settings
 
     if not args.output:
         raise FBNetError("give --output DIR for the architecture JSONs")
     source = args.theta or args.load_model_path
+    cfg, lut_path, layout, theta = _theta_and_layout(args, source)
+    num_classes = args.num_classes or cfg.get("num_classes") or 1000
+    table = _table(lut_path, layout)
+    chosen = sampling.choose(layout, theta, args.mode, args.num, args.seed)
+    rows = [_architecture_row(args, cfg, layout, theta, table, num_classes, i, blocks)
+            for i, blocks in enumerate(chosen)]
+    summary = {"source": os.path.abspath(source), "mode": args.mode, "seed": args.seed,
+               "space": layout.space.name, "preset": layout.preset.name,
+               "image_shape": list(layout.image_shape), "num_classes": num_classes,
+               "lut": lut_path, "temperature": 1.0, "architectures": rows}
+    atomic_write_json(os.path.join(args.output, "summary.json"), summary)
+    plot_distribution(layout, theta_.probabilities(theta),
+                      os.path.join(args.output, "distribution.png"),
+                      "P_theta = softmax(theta); boxes: %s" % rows[0]["name"],
+                      {l.name: b for l, b in zip(layout.layers, chosen[0])})
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_rows(rows, args.output, table)
+    return 0
+
+
+def _theta_and_layout(args, source):
+    """The search's settings (its args.json, or the flags), its latency table's path, the
+    layout and θ read from ``source`` (a θ text file or a checkpoint)."""
+    from ..checkpoint import find_checkpoint
+    from ..latency.table import load_table
+    from ..search import sampling
+    from ..search import theta as theta_
+    from ..space.architecture import layout_from_settings
+
     cfg, lut_path = sampling.run_settings(source)
     if cfg is None:
         cfg = {name: getattr(args, name, None) or search_default(name)
@@ -85,50 +113,51 @@ def sample_theta(args):
         if args.preset or args.space or args.width_mult:
             raise FBNetError("%s belongs to a search with its own settings (args.json); do not "
                              "pass --space/--preset/--width-mult" % source)
+    lut_path = args.lut or lut_path
     shape = args.image_shape or (
         tuple(cfg["image_shape"]) if cfg.get("image_shape") else None)
-    if shape is None and (args.lut or lut_path):  # the table knows the search's input size
-        shape = tuple(load_table(args.lut or lut_path).meta.get("image_shape") or ()) or None
+    if shape is None and lut_path:  # the table knows the search's input size
+        shape = tuple(load_table(lut_path).meta.get("image_shape") or ()) or None
     layout = layout_from_settings(cfg, shape)
-    num_classes = args.num_classes or cfg.get("num_classes") or 1000
     if args.theta:
         theta = theta_.read_theta_text(args.theta, layout)
     else:
         theta = theta_.theta_from_params(find_checkpoint(args.load_model_path).load_params()[0],
                                          layout)
-    lut_path = args.lut or lut_path
+    return cfg, lut_path, layout, theta
+
+
+def _table(lut_path, layout):
+    from ..latency.table import load_table
     table = load_table(lut_path).check(layout) if lut_path else None
     if table is None:
         logger.warning("no latency table (--lut): predicted latencies are left out")
-    probs = theta_.probabilities(theta)
-    chosen = sampling.choose(layout, theta, args.mode, args.num, args.seed)
-    rows = []
-    for i, blocks in enumerate(chosen):
-        name = "argmax" if args.mode == "argmax" else "sample_%02d" % i
-        arch = architecture_from_settings(cfg, blocks, name)
-        prof = profile_architecture(arch, num_classes, layout.image_shape)
-        row = {"name": name, "blocks": list(blocks), "macs": prof["macs"],
-               "params": prof["params"],
-               "log_probability": theta_.log_probability(layout, theta, blocks, probs),
-               "file": os.path.join(args.output, name + ".json")}
-        row["probability"] = float(np.exp(row["log_probability"]))
-        if table is not None:
-            row["latency_blocks_ms"] = table.blocks_latency(layout, blocks)
-            if table.fixed and "overhead_ms" in table.meta:
-                row["latency_ms"] = table.predict(arch, layout)
-        atomic_write(row["file"], arch.to_json())
-        rows.append(row)
-    summary = {"source": os.path.abspath(source), "mode": args.mode, "seed": args.seed,
-               "space": layout.space.name, "preset": layout.preset.name,
-               "image_shape": list(layout.image_shape), "num_classes": num_classes,
-               "lut": lut_path, "temperature": 1.0, "architectures": rows}
-    atomic_write_json(os.path.join(args.output, "summary.json"), summary)
-    plot_distribution(layout, probs, os.path.join(args.output, "distribution.png"),
-                      "P_theta = softmax(theta); boxes: %s" % rows[0]["name"],
-                      {l.name: b for l, b in zip(layout.layers, chosen[0])})
-    if args.json:
-        print(json.dumps(summary))
-        return 0
+    return table
+
+
+def _architecture_row(args, cfg, layout, theta, table, num_classes, i, blocks):
+    """One chosen architecture written to its JSON, described by a row of the summary."""
+    from ..fileio import atomic_write
+    from ..search import theta as theta_
+    from ..space.architecture import architecture_from_settings
+
+    name = "argmax" if args.mode == "argmax" else "sample_%02d" % i
+    arch = architecture_from_settings(cfg, blocks, name)
+    prof = profile_architecture(arch, num_classes, layout.image_shape)
+    row = {"name": name, "blocks": list(blocks), "macs": prof["macs"],
+           "params": prof["params"],
+           "log_probability": theta_.log_probability(layout, theta, blocks),
+           "file": os.path.join(args.output, name + ".json")}
+    row["probability"] = float(np.exp(row["log_probability"]))
+    if table is not None:
+        row["latency_blocks_ms"] = table.blocks_latency(layout, blocks)
+        if table.fixed and "overhead_ms" in table.meta:
+            row["latency_ms"] = table.predict(arch, layout)
+    atomic_write(row["file"], arch.to_json())
+    return row
+
+
+def _print_rows(rows, output, table):
     fmt = "%-10s %12s %10s %9s %12s  %s"
     print(fmt % ("network", "latency", "MACs", "params", "probability", "blocks"))
     for r in rows:
@@ -137,10 +166,9 @@ def sample_theta(args):
                      format_count(r["macs"]), format_count(r["params"]),
                      "%.3g" % r["probability"], " ".join(r["blocks"])))
     print("wrote %d architecture JSON(s), summary.json and distribution.png to %s"
-          % (len(rows), args.output))
+          % (len(rows), output))
     if rows and "latency_ms" not in rows[0] and table is not None:
         print("(latency: sum of the searchable layers only — the table has no fixed parts)")
-    return 0
 
 
 def describe(args):
