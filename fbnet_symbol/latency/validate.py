@@ -15,8 +15,7 @@ from scipy import stats
 from ..errors import FBNetError
 from ..fileio import atomic_write
 from ..space.architecture import (architecture_from_settings, distinct_blocks,
-                                  layout_from_settings, load_architecture,
-                                  named_architectures_of)
+                                  layout_from_settings, named_architectures_of)
 from ..space.heads import HeadConfig
 from ..space.network import build_network
 from .measure import fixed_symbols, reference_network
@@ -91,35 +90,11 @@ def validate_table(table, ctx, num_archs=10, seed=0, policy=TimingPolicy(), prog
     layout = table_layout(table)
     batch = table.meta["batch_size"]
     num_classes = table.meta.get("num_classes", 1000)
-    if archs:
-        m = table.meta
-        for a in archs:
-            if (a.space, a.preset, a.width_mult) != (m["space"], m["preset"], m["width_mult"]):
-                raise FBNetError("architecture %s is %s/%s at width %s but the table is for "
-                                 "%s/%s at width %s; measure a table for its settings"
-                                 % (a.name or "", a.space, a.preset, a.width_mult, m["space"],
-                                    m["preset"], m["width_mult"]))
-        archs = [table_architecture(table, a.blocks, a.name or "arch_%d" % i)
-                 for i, a in enumerate(archs)]
-        for a in archs:
-            a.validate()
-    else:
-        archs = candidate_architectures(table, num_archs, seed)
+    archs = _table_archs(table, archs) if archs else candidate_architectures(table, num_archs,
+                                                                              seed)
     items = [(build_network(a, num_classes, layout.image_shape, mode="logits"),
               (batch,) + tuple(layout.image_shape)) for a in archs]
-    # how fast is the device now compared with when the table was measured? The table's
-    # reference network timed again (older tables: its fixed parts, each alone)
-    ref_sym, ref_shape = reference_network(table.settings(), num_classes)
-    anchor = (ref_sym, (batch,) + ref_shape)
-    if "reference_ms" in table.meta:
-        reference = [("reference", ref_sym, ref_shape)]
-        then = table.meta["reference_ms"]
-    else:
-        reference = fixed_symbols(layout, num_classes,
-                                  HeadConfig(**table.meta.get("head", {})),
-                                  table.meta.get("feature_dim", 0))
-        then = sum(table.fixed.get(name, {}).get("raw_ms", float("nan"))
-                   for name, _, _ in reference)
+    reference, then, anchor = _speed_reference(table, layout, num_classes)
     items += [(sym, (batch,) + tuple(shape)) for _, sym, shape in reference]
     factors = []
     with tqdm(total=len(items), desc="timing networks", unit="net", disable=not progress) as bar:
@@ -138,10 +113,40 @@ def validate_table(table, ctx, num_archs=10, seed=0, policy=TimingPolicy(), prog
     summary["median_abs_error_pct_at_current_speed"] = error_stats(
         [r["predicted_ms"] * now / then for r in rows],
         [r["measured_ms"] for r in rows])["median_abs_error_pct"]
-    summary["group_speed_factors"] = factors
-    summary["num_networks"] = len(rows)
-    summary["networks"] = rows
+    summary.update(group_speed_factors=factors, num_networks=len(rows), networks=rows)
     return summary
+
+
+def _table_archs(table, archs):
+    """The given architectures with the table's head settings, refused if built for
+    another space, preset or width."""
+    m = table.meta
+    for a in archs:
+        if (a.space, a.preset, a.width_mult) != (m["space"], m["preset"], m["width_mult"]):
+            raise FBNetError("architecture %s is %s/%s at width %s but the table is for "
+                             "%s/%s at width %s; measure a table for its settings"
+                             % (a.name or "", a.space, a.preset, a.width_mult, m["space"],
+                                m["preset"], m["width_mult"]))
+    out = [table_architecture(table, a.blocks, a.name or "arch_%d" % i)
+           for i, a in enumerate(archs)]
+    for a in out:
+        a.validate()
+    return out
+
+
+def _speed_reference(table, layout, num_classes):
+    """How fast is the device now compared with when the table was measured? The graphs
+    to time again (the table's reference network; older tables: its fixed parts, each
+    alone), their time then, and the anchor timed in every group."""
+    ref_sym, ref_shape = reference_network(table.settings(), num_classes)
+    anchor = (ref_sym, (table.meta["batch_size"],) + ref_shape)
+    if "reference_ms" in table.meta:
+        return [("reference", ref_sym, ref_shape)], table.meta["reference_ms"], anchor
+    reference = fixed_symbols(layout, num_classes, HeadConfig(**table.meta.get("head", {})),
+                              table.meta.get("feature_dim", 0))
+    then = sum(table.fixed.get(name, {}).get("raw_ms", float("nan"))
+               for name, _, _ in reference)
+    return reference, then, anchor
 
 
 def write_report(summary, csv_path, png_path, title=""):

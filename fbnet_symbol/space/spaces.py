@@ -303,6 +303,41 @@ def _offered(candidate, stage_no, position, num_in_stage, shapes_match, preset):
     return True
 
 
+def _layers(space, preset, stem_channels, hw, width_mult):
+    """Every searchable layer: its channels, stride, input and output sizes and the
+    candidates the preset offers there."""
+    layers = []
+    in_base, in_channels = space.stem_channels, stem_channels
+    for stage_no, stage in enumerate(space.stages, start=1):
+        out_channels = scale_channels(stage.out_channels, width_mult)
+        for position in range(stage.num_layers):
+            stride = stage.first_stride if position == 0 else 1
+            out_hw = tuple(strided_size(s, stride) for s in hw)
+            shapes_match = stride == 1 and in_base == stage.out_channels
+            offered = tuple(
+                c.name for c in space.candidates
+                if _offered(c, stage_no, position, stage.num_layers, shapes_match, preset))
+            layers.append(Layer(index=len(layers), stage=stage_no, position=position,
+                                in_channels=in_channels, out_channels=out_channels,
+                                stride=stride, in_hw=hw, out_hw=out_hw,
+                                shapes_match=shapes_match, candidates=offered))
+            in_base, in_channels, hw = stage.out_channels, out_channels, out_hw
+    return layers
+
+
+def _last_channels(space, last_channels, width_mult):
+    """Channels of the last conv (scaled), or None for a space without one."""
+    if space.last_channels is None:
+        if last_channels is not None:
+            raise FBNetError("space %r has no last conv, so last_channels cannot be set; "
+                             "remove it from the architecture" % space.name)
+        return None
+    base_last = space.last_channels if last_channels is None else int(last_channels)
+    if base_last < 1:
+        raise FBNetError("last_channels must be a positive integer, e.g. 1984")
+    return scale_channels(base_last, width_mult)
+
+
 def decode_space(space, preset="seed", image_shape=None, width_mult=1.0,
                  last_channels=None):
     """Decode a space and preset into a :class:`Layout`.
@@ -333,34 +368,8 @@ def decode_space(space, preset="seed", image_shape=None, width_mult=1.0,
     if space.stem_downsample > 1:
         hw = tuple(strided_size(s, space.stem_downsample) for s in hw)
     stem_hw = hw
-
-    layers = []
-    in_base, in_channels = space.stem_channels, stem_channels
-    for stage_no, stage in enumerate(space.stages, start=1):
-        out_channels = scale_channels(stage.out_channels, width_mult)
-        for position in range(stage.num_layers):
-            stride = stage.first_stride if position == 0 else 1
-            out_hw = tuple(strided_size(s, stride) for s in hw)
-            shapes_match = stride == 1 and in_base == stage.out_channels
-            offered = tuple(
-                c.name for c in space.candidates
-                if _offered(c, stage_no, position, stage.num_layers, shapes_match, preset))
-            layers.append(Layer(index=len(layers), stage=stage_no, position=position,
-                                in_channels=in_channels, out_channels=out_channels,
-                                stride=stride, in_hw=hw, out_hw=out_hw,
-                                shapes_match=shapes_match, candidates=offered))
-            in_base, in_channels, hw = stage.out_channels, out_channels, out_hw
-
-    if space.last_channels is None:
-        if last_channels is not None:
-            raise FBNetError("space %r has no last conv, so last_channels cannot be set; "
-                             "remove it from the architecture" % space.name)
-        last = None
-    else:
-        base_last = space.last_channels if last_channels is None else int(last_channels)
-        if base_last < 1:
-            raise FBNetError("last_channels must be a positive integer, e.g. 1984")
-        last = scale_channels(base_last, width_mult)
+    layers = _layers(space, preset, stem_channels, hw, width_mult)
+    last = _last_channels(space, last_channels, width_mult)
     return Layout(space=space, preset=preset, image_shape=image_shape,
                   width_mult=width_mult, stem_channels=stem_channels, stem_out_hw=stem_hw,
                   layers=tuple(layers), last_channels=last)
