@@ -165,3 +165,20 @@ def test_the_top_of_the_package_holds_few_modules():
         init = os.path.join(PACKAGE, folder, "__init__.py")
         if os.path.isdir(os.path.join(PACKAGE, folder)) and os.path.isfile(init):
             assert folder in ALLOWED, folder
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_of_the_package_or_the_root_scripts_is_long():
+    scripts = [os.path.join(ROOT, f) for f in os.listdir(ROOT) if f.endswith(".py")]
+    long = []
+    for path in list(modules().values()) + scripts:
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        long += ["%s:%d %s (%d lines)" % (os.path.relpath(path, ROOT), node.lineno, node.name,
+                                          node.end_lineno - node.lineno + 1)
+                 for node in ast.walk(tree)
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                 and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, long

@@ -18,7 +18,6 @@ an updater that a checkpoint saves whole.
 import abc
 import logging
 import os
-import time
 from dataclasses import dataclass
 
 import mxnet as mx
@@ -33,6 +32,7 @@ from ..space.cpu_graph import native_batchnorm, on_cpus
 from ..space.network import LABEL_NAME, freeze_batchnorm, output_names
 from ..threads import omp_threads
 from .interrupt import StopSignals
+from .meter import StageMeter
 from .run_state import RunState
 from .schedules import make_scheduler
 
@@ -305,15 +305,10 @@ class Trainer:
         it = env.iterator(split, epoch, list(self.modules).index(stage),
                           mirror=s.rand_mirror and stage == WEIGHT)
         total = env.steps_per_pass(split)
-        extra = task.averaged_outputs
-        sums = dict({"ce": 0.0, "correct": 0, "n": 0}, **{k: 0.0 for k in extra})
-        status = task.epoch_values(epoch)
-        read = ["logits", "ce"] + [extra[k] for k in extra]
-        positions = [self.output_index[name] for name in read]
+        meter = StageMeter(task.averaged_outputs, task.epoch_values(epoch))
+        positions = [self.output_index[name] for name in meter.read]
         bar = tqdm(total=total, initial=start_batch, disable=not env.progress, leave=False,
                    desc="epoch %d/%d %s" % (epoch + 1, s.epochs, stage), unit="batch")
-        tick, tick_samples = time.time(), 0
-        clock = []  # (time, valid rows) at the end of each step: the loop's own throughput
         # the batches trained before the checkpoint we resumed from are not even read
         for b, (batch, valid) in enumerate(exactly(it.batches(start_batch), total - start_batch,
                                                    it.empty_batch), start=start_batch):
@@ -321,60 +316,43 @@ class Trainer:
                                             state.global_step))
             all_outputs = mod.get_outputs()
             outputs = [all_outputs[i].asnumpy()[:valid] for i in positions]
-            logits, ce, values = outputs[0], outputs[1], outputs[2:]
-            if not all(np.isfinite(v).all() for v in outputs[1:]):
-                raise FBNetError(
-                    "the loss became %s at epoch %d, %s stage, batch %d (step %d); stopped "
-                    "before applying it. Last good checkpoint: %s. Lower --lr (or --theta-lr) "
-                    "and resume with --load-model-path %s"
-                    % ("NaN" if any(np.isnan(v).any() for v in outputs[1:]) else "infinite",
-                       epoch, stage, b, state.global_step,
-                       state.last_checkpoint or "none yet", env.out))
+            self._check_finite(outputs[1:], epoch, stage, b)
             mod.update()
             state.advance(epoch, stage, b + 1)
-            clock.append((time.perf_counter(), valid))
-            label = batch.label[0].asnumpy()[:valid]
-            sums["ce"] += float(ce.sum())
-            sums["correct"] += int((logits.argmax(axis=1) == label).sum())
-            sums["n"] += valid
-            for key, v in zip(extra, values):
-                sums[key] += float(v.sum())
-            tick_samples += valid
+            meter.add(outputs, batch.label[0].asnumpy()[:valid], valid)
             lr = self.learning_rate(stage)
-            n = max(sums["n"], 1)
-            shown = ["%s %.3f" % (key, sums[key] / n) for key in extra]
-            bar.set_postfix_str("loss %.3f acc %.3f %s lr %.2g %s" % (
-                sums["ce"] / n, sums["correct"] / n, " ".join(shown), lr,
-                " ".join("%s %.2f" % kv for kv in status.items())), refresh=False)
+            bar.set_postfix_str(meter.postfix(lr), refresh=False)
             bar.update()
             if s.log_frequence and (b + 1) % s.log_frequence == 0:
-                now = time.time()
-                logger.info("epoch %d %s batch %d/%d: CE %.4f acc %.4f %s lr %.3g %s, %.1f "
-                            "samples/s", epoch, stage, b + 1, total, sums["ce"] / n,
-                            sums["correct"] / n, " ".join(shown), lr,
-                            " ".join("%s %.3f" % kv for kv in status.items()),
-                            tick_samples / max(now - tick, 1e-9))
-                tick, tick_samples = now, 0
-            if s.save_frequence and state.global_step % s.save_frequence == 0:
-                self.save()
-            self._stop_if_asked(bar)
-            if self._stop_at is not None and state.global_step >= self._stop_at:
-                bar.close()
-                raise StopRequested(state.global_step)
+                logger.info("epoch %d %s batch %d/%d: %s", epoch, stage, b + 1, total,
+                            meter.log_line(lr))
+            self._after_step(bar)
         bar.close()
-        # timed from the end of the first step (warm-up excluded), waiting for data included
-        sums["seconds"] = clock[-1][0] - clock[0][0] if len(clock) > 1 else 0.0
-        sums["timed"] = sum(valid for _, valid in clock[1:])
-        if env.cluster.distributed:  # the logs of record speak for every worker's images
-            keys = sorted(sums)
-            sums = dict(zip(keys, env.cluster.allreduce([sums[k] for k in keys],
-                                                        "stage_sums").tolist()))
-        n = max(sums["n"], 1)
-        out = {"%s_ce" % stage: sums["ce"] / n, "%s_acc" % stage: sums["correct"] / n}
-        out.update({"%s_%s" % (stage, key): sums[key] / n for key in extra})
-        if sums["seconds"] > 0:  # images per second of all workers together
-            out["%s_samples_per_s" % stage] = sums["timed"] * env.num_workers / sums["seconds"]
-        return out
+        return meter.result(stage, env)
+
+    def _check_finite(self, losses, epoch, stage, b):
+        """Stop before a non-finite loss is applied, naming the last good checkpoint."""
+        if all(np.isfinite(v).all() for v in losses):
+            return
+        state = self.state
+        raise FBNetError(
+            "the loss became %s at epoch %d, %s stage, batch %d (step %d); stopped "
+            "before applying it. Last good checkpoint: %s. Lower --lr (or --theta-lr) "
+            "and resume with --load-model-path %s"
+            % ("NaN" if any(np.isnan(v).any() for v in losses) else "infinite",
+               epoch, stage, b, state.global_step,
+               state.last_checkpoint or "none yet", self.env.out))
+
+    def _after_step(self, bar):
+        """A checkpoint every ``--save-frequence`` steps; a stop when a signal or
+        ``stop_after_steps`` asks for one."""
+        s, state = self.settings, self.state
+        if s.save_frequence and state.global_step % s.save_frequence == 0:
+            self.save()
+        self._stop_if_asked(bar)
+        if self._stop_at is not None and state.global_step >= self._stop_at:
+            bar.close()
+            raise StopRequested(state.global_step)
 
     def _end_epoch(self, epoch, record):
         env, state = self.env, self.state

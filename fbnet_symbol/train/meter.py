@@ -1,0 +1,64 @@
+"""What a stage of the training loop measures as it goes: its mean loss and top-1, the loop's
+own throughput, and the lines the progress bar and the log show."""
+import time
+
+
+class StageMeter:
+    """A stage's running figures: mean CE, top-1 and the task's averaged outputs, the loop's
+    own throughput (from the end of the first step: warm-up excluded, waiting for data
+    included), and what the bar and the log show."""
+
+    def __init__(self, extra, status):
+        self.extra, self.status = extra, status  # {name: output}, {name: value} of the epoch
+        self.read = ["logits", "ce"] + [extra[k] for k in extra]  # the outputs, in order
+        self.sums = dict({"ce": 0.0, "correct": 0, "n": 0}, **{k: 0.0 for k in extra})
+        self.clock = []  # (time, valid rows) at the end of each step
+        self.tick, self.tick_samples = time.time(), 0
+
+    def add(self, outputs, label, valid):
+        logits, ce, values = outputs[0], outputs[1], outputs[2:]
+        sums = self.sums
+        self.clock.append((time.perf_counter(), valid))
+        sums["ce"] += float(ce.sum())
+        sums["correct"] += int((logits.argmax(axis=1) == label).sum())
+        sums["n"] += valid
+        for key, v in zip(self.extra, values):
+            sums[key] += float(v.sum())
+        self.tick_samples += valid
+
+    def _means(self):
+        n = max(self.sums["n"], 1)
+        return n, " ".join("%s %.3f" % (key, self.sums[key] / n) for key in self.extra)
+
+    def postfix(self, lr):
+        n, shown = self._means()
+        return "loss %.3f acc %.3f %s lr %.2g %s" % (
+            self.sums["ce"] / n, self.sums["correct"] / n, shown, lr,
+            " ".join("%s %.2f" % kv for kv in self.status.items()))
+
+    def log_line(self, lr):
+        """The figures since the start of the stage and the speed since the last line."""
+        n, shown = self._means()
+        now = time.time()
+        line = "CE %.4f acc %.4f %s lr %.3g %s, %.1f samples/s" % (
+            self.sums["ce"] / n, self.sums["correct"] / n, shown, lr,
+            " ".join("%s %.3f" % kv for kv in self.status.items()),
+            self.tick_samples / max(now - self.tick, 1e-9))
+        self.tick, self.tick_samples = now, 0
+        return line
+
+    def result(self, stage, env):
+        """The stage's record entries, summed over every worker."""
+        sums, clock = dict(self.sums), self.clock
+        sums["seconds"] = clock[-1][0] - clock[0][0] if len(clock) > 1 else 0.0
+        sums["timed"] = sum(valid for _, valid in clock[1:])
+        if env.cluster.distributed:  # the logs of record speak for every worker's images
+            keys = sorted(sums)
+            sums = dict(zip(keys, env.cluster.allreduce([sums[k] for k in keys],
+                                                        "stage_sums").tolist()))
+        n = max(sums["n"], 1)
+        out = {"%s_ce" % stage: sums["ce"] / n, "%s_acc" % stage: sums["correct"] / n}
+        out.update({"%s_%s" % (stage, key): sums[key] / n for key in self.extra})
+        if sums["seconds"] > 0:  # images per second of all workers together
+            out["%s_samples_per_s" % stage] = sums["timed"] * env.num_workers / sums["seconds"]
+        return out
