@@ -43,8 +43,8 @@ def main(argv=None):
                         "operators that took the most time (MXNet's profiler, with "
                         "operator bulking off so that each operator is timed on its own)")
     args = p.parse_args(argv)
-    from fbnet_symbol.threads import choose_threads, use_threads
-    use_threads(choose_threads(args.threads)[0])  # before MXNet loads
+    from fbnet_symbol.cli import start
+    start(args.threads)  # before MXNet loads
     if args.profile:  # must be set before MXNet builds its executors
         os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"
 

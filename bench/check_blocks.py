@@ -126,8 +126,8 @@ def main(argv=None):
     if not os.path.isfile(args.torch_python):
         p.error("no PyTorch environment at %s: run make torch-env, or give --torch-python"
                 % args.torch_python)
-    from fbnet_symbol.threads import choose_threads, use_threads
-    use_threads(choose_threads(args.threads)[0])  # before MXNet loads
+    from fbnet_symbol.cli import start
+    start(args.threads)  # before MXNet loads
 
     import numpy as np
     from fbnet_symbol.space.blocks import BN_EPS, BN_MOMENTUM

@@ -101,6 +101,18 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, "error: %s (see %s --help)\n" % (message, self.prog))
 
 
+def start(threads="auto", log_file=None, chosen=None):
+    """The start of every command, before MXNet loads: MXNet's thread count (``--threads``,
+    or ``chosen`` as ``(count, why)``), the log (stderr, and ``log_file`` once the run
+    starts) and a line saying how many threads run. Returns the count."""
+    from .threads import choose_threads, use_threads
+    count, why = chosen or choose_threads(threads)
+    count = use_threads(count)
+    setup_logging(log_file)
+    logging.getLogger(__name__).info("MXNet operators run %d threads (%s)", count, why)
+    return count
+
+
 def setup_logging(log_file=None, level=logging.INFO):
     """Console (and optional file) logging for entry scripts; the library only uses loggers.
     The file is only created when a run starts training (:func:`open_log_files`, called by

@@ -12,12 +12,12 @@ import json
 import logging
 import os
 
-from ..cli import ArgumentParser
+from ..cli import ArgumentParser, start
 from ..errors import FBNetError
 from ..settings import add_settings
 from ..space.heads import HeadConfig
 from ..space.spaces import decode_space
-from ..threads import choose_threads, use_threads
+from ..threads import choose_threads
 
 logger = logging.getLogger("block_speed_test")
 
@@ -147,9 +147,7 @@ def _threads(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    threads, why = _threads(args)
-    threads = use_threads(threads)  # before MXNet loads
-    logger.info("MXNet operators run %d threads (%s)", threads, why)
+    start(chosen=_threads(args))
     from ..latency.timing import QUICK, TimingPolicy
     policy = QUICK if args.quick else TimingPolicy()
     if args.validate:

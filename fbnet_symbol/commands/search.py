@@ -13,9 +13,8 @@ Every flag is a field of fbnet_symbol.settings.Settings; see README.md for the o
 import logging
 import os
 
-from ..cli import ArgumentParser
+from ..cli import ArgumentParser, start
 from ..settings import build_parser, from_args
-from ..threads import choose_threads, use_threads
 
 logger = logging.getLogger("test")
 DESCRIPTION = ("FBNet supernet search (MXNet symbol API); with --arch, training of one "
@@ -27,16 +26,11 @@ DESCRIPTION = ("FBNet supernet search (MXNet symbol API); with --arch, training 
 def main(argv=None):
     args = build_parser(ArgumentParser, description=DESCRIPTION).parse_args(argv)
     settings = from_args(args)
-    threads, why = choose_threads(settings.threads)
-    threads = use_threads(threads)  # before MXNet loads
-    from ..cli import setup_logging
-    from ..search.run import SearchRun
-
     # under launch.py, rank 0 (known only once the kvstore is up) adds the log file itself
-    setup_logging(None if os.environ.get("DMLC_ROLE") else
-                  os.path.join(args.save_model_path, "search.log"))
+    start(settings.threads, None if os.environ.get("DMLC_ROLE") else
+          os.path.join(args.save_model_path, "search.log"))
     logger.info("arguments: %s", vars(args))
-    logger.info("MXNet operators run %d threads (%s)", threads, why)
+    from ..search.run import SearchRun
     search = SearchRun(settings)
     summary = search.run()
     if summary["rank"] != 0:

@@ -59,6 +59,7 @@ class LatencyTable:
         self.raw = raw
         self.fixed = fixed or {}
         self.source = source
+        self._threads_warned = set()  # (then, now): each thread-count warning once
 
     # ------------------------------------------------------------ files
     def to_txt(self):
@@ -133,10 +134,11 @@ class LatencyTable:
         blocks gain more from threads); say so rather than reuse it silently."""
         now = omp_threads()
         then = self.meta.get("omp_threads")
-        if then != now:
+        if then != now and (then, now) not in self._threads_warned:
+            self._threads_warned.add((then, now))
             logger.warning("%s was measured with %s MXNet threads, this run uses %d; "
-                           "re-measure it with fbnet measure (block_speed_test.py) for predictions that "
-                           "match this run", self.source,
+                           "re-measure it with fbnet measure (block_speed_test.py) for "
+                           "predictions that match this run", self.source,
                            then if then is not None else "an unrecorded number of", now)
 
     # ------------------------------------------------------------ use

@@ -317,17 +317,14 @@ def _parser():
 
 
 def main(argv=None):
-    from ..cli import setup_logging
+    from ..cli import open_log_files, start
     from ..settings import from_args
-    from ..threads import choose_threads, use_threads
 
     args = _parser().parse_args(argv)
-    threads, why = choose_threads(from_args(args).threads)
-    threads = use_threads(threads)  # before MXNet loads
+    start(from_args(args).threads, os.path.join(args.out, "study.log"))
     from ..latency.timing import QUICK  # loads MXNet: after the thread count is set
-    setup_logging(os.path.join(args.out, "study.log"))
-    logger.info("MXNet operators run %d threads (%s)", threads, why)
     base, plan = study_plan(args)
+    open_log_files()  # the plan passed its checks (the runs log to their own folders)
     summary = run_study(base, args.out, progress=base.progress,
                         policy=QUICK if args.quick else None, **plan)
     print(json.dumps(dict(summary["headline"], variants=summary["variants"]), indent=1))
