@@ -254,9 +254,8 @@ def short_search(s, preset):
     (at most all but one), and theta's learning rate scaled by how many fewer theta epochs
     there are (up to :data:`THETA_LR_CAP`). The temperature keeps its per-epoch decay:
     annealed to the 90-epoch final temperature within a few epochs, the mixture turned
-    one-hot before the supernet had learned, and its validation top-1 fell back to chance
-    (cluttered digits, 6 epochs: 0.23 after the warm-up, 0.11 at the end; with 0.956 per
-    epoch, 0.66; docs/reference.md: The study)."""
+    one-hot before the supernet had learned and the supernet fell back to chance
+    (docs/reference.md: The study)."""
     full = preset["epochs"]
     if s.epochs is None or not 1 <= s.epochs < full:  # < 1 is refused by resolve
         return {}

@@ -8,12 +8,8 @@ the speed afterwards, so every command decides (``--threads``) before its first
 
 * a number: that many threads;
 * ``auto`` (the default): the user's variables if set, else every core this process may
-  run on. Measured in the search loop on a 2-core machine (docs/measurements.md, "The
-  search loop"), 2 threads instead of 1 made every shape faster once the loop read its
-  data with the package's own reader: weight steps at 16x16 (width 0.5) +30%, 32x32
-  +20-40%, 64x64 +55%, 108x108 (seed preset) see the figures there. (With MXNet's
-  ``ImageRecordIter`` alive in the process they had been slower or even: the reason the
-  default used to be MXNet's one thread.)
+  run on — faster at every shape measured once the loop reads its data with the
+  package's own reader (docs/measurements.md, "The search loop").
 
 The count is recorded with every run and latency table (:func:`omp_threads`), so a table
 of another count is not reused silently. This module must not import MXNet.

@@ -74,11 +74,9 @@ def embedded_digits(cache_dir=None, size=DIGITS_SIZE):
 # The cluttered digits: the same source digits, each drawn COPIES times under a random
 # affine map (scaled to 18-26 px of 32, turned up to 8 degrees, sheared a little), on a
 # noisy background of random brightness, in a random tint (fragments of other digits are
-# possible but off). Plain digits saturate (every network of the space reaches 0.85-0.97
-# top-1), so they cannot tell a searched network from a random one; at the study's budget
-# (16x16 input, 10 epochs at lr 0.01) these spread random networks from ~0.4 to ~0.9.
-# Harder settings (fragments, 12-35 degrees) left the deep networks and the supernet near
-# chance for most of the budget (docs/reference.md: The study).
+# possible but off). Plain digits saturate, so they cannot tell a searched network from a
+# random one; harder settings (fragments, 12-35 degrees) left the deep networks and the
+# supernet near chance at the study's budget (docs/reference.md: The study).
 CLUTTER = {"copies": 3, "scale": (18, 26), "rotate_deg": 8.0, "shear": 0.05,
            "fragments": (0, 0), "fragment_px": (4, 7), "noise": (2.0, 8.0)}
 

@@ -7,9 +7,8 @@
 numpy release the GIL) one batch ahead, and yields ``mx.io.DataBatch``es.
 
 Why not ``mx.io.ImageRecordIter``: one alive in the process slows every multi-threaded
-MXNet operator (the supernet's weight step at 2 threads fell from 22-24 to 12-16
-samples/s with one merely created; docs/mxnet-notes.md), so the loop could not use a
-second core. Its conventions are kept, and a test compares the pixels on the same file:
+MXNet operator (docs/mxnet-notes.md), so the loop could not use a second core. Its
+conventions are kept, and a test compares the pixels on the same file:
 RGB, shorter side resized to the input (bicubic, InsightFace's choice; the
 iterator's ``inter_method=2``) and centre-cropped, ``(x - 127.5) /
 127.5``; the order and the mirror flags are a pure function of ``seed`` (so a resumed run

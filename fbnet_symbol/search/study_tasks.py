@@ -10,8 +10,8 @@ def _cluttered_digits():
     return dict(train_rec=paths["train"], theta_rec=paths["theta"], val_rec=paths["val"])
 
 
-# The demo's faces (variation 1) saturate: random networks reach 0.89-0.93 verification
-# after 10 epochs; with 2.5 times its jitter of pose, light and noise they spread (0.56, 0.74).
+# The demo's faces (variation 1) saturate; with 2.5 times its jitter of pose, light and
+# noise random networks spread (docs/reference.md: The study).
 FACES_VARIATION = 2.5
 
 
@@ -30,12 +30,11 @@ STUDY_TASKS = {
         network=dict(space="fbnet", preset="seed", image_shape=(3, 16, 16), width_mult=0.5,
                      model_type="softmax"),
         alphas=(0.0, 1.0, 3.0), seeds=(0, 1), random=20, train_seeds=2,
-        # learning rates from probes (docs/reference.md): the supernet's warm-up epoch
-        # reached 0.23 at 0.02, 0.17 at 0.01, 0.14 at the preset's 0.05; the deep networks
-        # trained alone learn fastest at 0.01 (0.42-0.66 at 0.01, 0.36-0.52 at 0.02)
+        # learning rates from probes: the supernet learns fastest at 0.02, the deep
+        # networks trained alone at 0.01 (docs/reference.md: The study)
         search=dict(epochs=6, lr=0.02), train=dict(epochs=10, lr=0.01, lr_scheduler="cosine"),
         # what else was tried: the temperature annealed to the 90-epoch final T within the
-        # 6 epochs (0.509 per epoch), which left the supernet at chance in the last study
+        # 6 epochs, which left the supernet at chance
         variants=[("annealed", dict(temperature_decay=round(0.956 ** (90 / 6.0), 4)),
                    (0.0, 1.0), (0,))],
         quick=dict(alphas=(0.0, 3.0), seeds=(0,), random=8, train_seeds=1, variants=[])),

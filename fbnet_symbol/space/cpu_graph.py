@@ -2,12 +2,9 @@
 
 MXNet 1.9.1 hands a BatchNorm to oneDNN when its input is 4-D, normalised over axis 1,
 with a multiple of 8 channels — every BatchNorm of the paper preset's blocks. In the
-supernet that costs more than the arithmetic: with both graphs bound in one process and
-stepped alternately (so the machine's drift cancels), batch 32, 2 threads, MXNet's own
-kernel made the paper preset's weight step 1.29-1.39x and its theta step 1.5-1.7x faster
-(3x32x32 to 3x112x112), and took the seed preset's 3x108x108 peak from 9.0 to 8.0 GiB,
-although oneDNN's BatchNorm is the faster one in a lone block (docs/measurements.md,
-"BatchNorm on MXNet's own kernel").
+supernet that costs more than the arithmetic: MXNet's own kernel makes the steps faster
+and the peak memory lower, although oneDNN's is faster in a lone block (figures:
+docs/measurements.md, "BatchNorm on MXNet's own kernel").
 
 :func:`native_batchnorm` rewrites each such BatchNorm to normalise the same values seen as
 ``(N, C, H*W)`` — a 3-D input, which MXNet keeps on its own kernel — then restores the
