@@ -1,4 +1,4 @@
-"""Files on disk: atomic writes, checksums, the cache folder, image folders — a crash never leaves a half-written file that is trusted."""
+"""Files on disk: atomic writes, checksums, the cache folder, image folders, PNG figures — a crash never leaves a half-written file that is trusted."""
 import errno
 import hashlib
 import json
@@ -203,3 +203,20 @@ class FolderLock:
         if tidy and self.created_folder and os.listdir(self.folder) == [self.NAME]:
             os.unlink(self.path)
             os.rmdir(self.folder)
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only backend (no display needed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path):
+    """Write ``fig`` as a PNG, atomically, and free it."""
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    pyplot().close(fig)
+    atomic_write(path, buf.getvalue(), mode="wb")

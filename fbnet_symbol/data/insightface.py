@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import FBNetError
-from .recordio import idx_path, read_record, theta_images
+from .recordio import idx_path, read_index_entries, read_record, theta_images
 
 logger = logging.getLogger(__name__)
 
@@ -41,21 +41,7 @@ LABEL_SAMPLES = 1024  # image records whose class id a check reads (16 of them i
 
 def read_keyed_index(idx, rec):
     """``{key: offset}`` of an ``.idx`` (InsightFace's files are not in key order)."""
-    if not os.path.isfile(idx):
-        raise FBNetError("no index %s beside %s; build it with: python -m fbnet_symbol.data "
-                         "index %s" % (idx, rec, rec))
-    index = {}
-    with open(idx) as f:
-        for n, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            try:
-                index[int(parts[0])] = int(parts[1])
-            except (IndexError, ValueError):
-                raise FBNetError("%s line %d is not 'key<TAB>offset'; rebuild it with: "
-                                 "python -m fbnet_symbol.data index %s" % (idx, n, rec)) from None
-    return index
+    return dict(read_index_entries(idx, rec))
 
 
 def read_property(folder):

@@ -103,22 +103,28 @@ def read_header(f, offset, size, rec):
     return label, length, header
 
 
-def read_index(idx, rec):
+def read_index_entries(idx, rec):
+    """``[(key, offset)]`` of an ``.idx`` in file order; one-line errors naming the fix."""
     if not os.path.isfile(idx):
         raise FBNetError("no index %s beside %s; build it with: python -m fbnet_symbol.data "
                          "index %s" % (idx, rec, rec))
-    offsets = []
+    entries = []
     with open(idx) as f:
         for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
             parts = line.split()
+            if not parts:
+                continue
             try:
-                offsets.append(int(parts[1]))
+                entries.append((int(parts[0]), int(parts[1])))
             except (IndexError, ValueError):
                 raise FBNetError("%s line %d is not 'key<TAB>offset'; rebuild it with: "
                                  "python -m fbnet_symbol.data index %s" % (idx, n, rec)) from None
-    return offsets
+    return entries
+
+
+def read_index(idx, rec):
+    """The offsets of an ``.idx``, in file order."""
+    return [offset for _, offset in read_index_entries(idx, rec)]
 
 
 def check_recordio(rec, idx=None, decode_samples=16, what="data", offsets=None):

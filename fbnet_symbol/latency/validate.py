@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats
 
 from ..errors import FBNetError
-from ..fileio import atomic_write
+from ..fileio import atomic_write, pyplot, save_figure
 from ..space.architecture import (architecture_from_settings, distinct_blocks,
                                   layout_from_settings, named_architectures_of)
 from ..space.heads import HeadConfig
@@ -153,10 +153,7 @@ def write_report(summary, csv_path, png_path, title=""):
     """CSV of every network and a predicted-vs-measured scatter plot (PNG)."""
     import io
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     buf = io.StringIO()
     fields = ["name", "predicted_ms", "measured_ms", "error_pct", "spread_ms", "blocks"]
     writer = csv.DictWriter(buf, fieldnames=fields)
@@ -182,7 +179,4 @@ def write_report(summary, csv_path, png_path, title=""):
         title, summary["median_abs_error_pct"], summary["spearman"]), fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(png_path, buf.getvalue(), mode="wb")
+    save_figure(fig, png_path)

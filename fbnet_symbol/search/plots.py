@@ -1,24 +1,7 @@
 """PNG plots of a search: P_theta, its path over the epochs, expected latency and accuracy."""
-import io
-
 import numpy as np
 
-from ..fileio import atomic_write
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _save(fig, path):
-    plt = _pyplot()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue(), mode="wb")
+from ..fileio import pyplot, save_figure
 
 
 def plot_distribution(layout, probabilities, path, title="", chosen=None):
@@ -27,7 +10,7 @@ def plot_distribution(layout, probabilities, path, title="", chosen=None):
     ``probabilities``: {layer name: vector over that layer's offered candidates};
     ``chosen``: optional {layer name: candidate} marked with a box.
     """
-    plt = _pyplot()
+    plt = pyplot()
     names = list(layout.space.candidate_names)
     grid = np.full((layout.num_layers, len(names)), np.nan)
     for layer in layout.layers:
@@ -48,12 +31,12 @@ def plot_distribution(layout, probabilities, path, title="", chosen=None):
     fig.colorbar(im, ax=ax, label="probability (blank: not offered)")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_latency(history, path, title=""):
     """Expected latency of P_theta per epoch, and the accuracies known per epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(epochs, [h["expected_latency_ms"] for h in history], "o-",
@@ -77,13 +60,13 @@ def plot_latency(history, path, title=""):
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_theta_history(layout, history, path, title=""):
     """P_theta of every layer over the epochs: one small panel per layer, a line per
     candidate (the records' ``probabilities``)."""
-    plt = _pyplot()
+    plt = pyplot()
     records = [h for h in history if h.get("probabilities")]
     if not records:
         return
@@ -108,4 +91,4 @@ def plot_theta_history(layout, history, path, title=""):
     fig.suptitle(title, fontsize=9)
     # fixed margins: tight_layout on 24 panels costs about a second per epoch
     fig.subplots_adjust(left=0.04, right=0.99, top=0.9, bottom=0.14, wspace=0.15, hspace=0.45)
-    _save(fig, path)
+    save_figure(fig, path)

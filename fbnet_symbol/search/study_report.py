@@ -34,8 +34,8 @@ def _points(ax, nets, **style):
 
 
 def plot(nets, summary, path, title):
-    from .plots import _pyplot, _save
-    plt = _pyplot()
+    from ..fileio import pyplot, save_figure
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.8))
     randoms = [n for n in nets if n["kind"] == "random"]
     if randoms:
@@ -74,4 +74,4 @@ def plot(nets, summary, path, title):
     ax.set_title(title, fontsize=9)
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
