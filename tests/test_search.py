@@ -8,6 +8,7 @@ import pytest
 
 from fbnet_symbol.errors import FBNetError
 from fbnet_symbol.search.run import SearchConfig, SearchRun, StopRequested
+from fbnet_symbol.search.theta import probabilities
 
 
 def config(tiny_data, out, **kw):
@@ -45,7 +46,7 @@ def test_search_writes_its_outputs(tiny_data, tmp_path):
     # the loop's own throughput per stage (24 weight images: 3 steps, the last 2 timed)
     assert hist[1]["weight_samples_per_s"] > 0 and hist[1]["theta_samples_per_s"] > 0
     # how concentrated P_theta is, every epoch, and the summary that reports it
-    probs = run.task.net.probabilities(run.task.net.split_theta(run.trainer.params()[0]))
+    probs = probabilities(run.task.net.split_theta(run.trainer.params()[0]))
     assert hist[2]["probabilities"]["layer5"] == pytest.approx(list(probs["layer5"]), abs=1e-5)
     assert 0 < hist[2]["entropy"] < 1 and hist[0]["entropy"] == pytest.approx(1.0)
     assert summary["entropy"] == hist[2]["entropy"]

@@ -254,13 +254,6 @@ class Supernet:
         """{layer name: theta vector} from parameters."""
         return theta_.theta_from_params(arg_params, self.layout)
 
-    def probabilities(self, theta):
-        """P_theta per layer: softmax(theta_l) (no noise, temperature 1)."""
-        return theta_.probabilities(theta)
-
-    def argmax_blocks(self, theta):
-        return theta_.argmax_blocks(self.layout, theta)
-
 
 class FBNet(Supernet):
     """The paper's space: 22 searchable layers, 9 candidates (``skip`` where shapes match)."""
