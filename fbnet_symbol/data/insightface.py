@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..errors import FBNetError
-from .recordio import idx_path, read_index_entries, read_record, theta_images
+from .recordio import decode_bgr, idx_path, read_index_entries, read_record, theta_images
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,6 @@ def read_property(folder):
 
 def first_image_size(rec):
     """(H, W) of the image record with the lowest key in ``rec`` (either layout), or None."""
-    import cv2
-
     index = read_keyed_index(idx_path(rec), rec)
     size = os.path.getsize(rec)
     fd = os.open(rec, os.O_RDONLY)
@@ -72,8 +70,7 @@ def first_image_size(rec):
                 _, payload = read_record(fd, index[key], size, rec, key)
             except FBNetError:
                 continue
-            img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR) \
-                if payload else None
+            img = decode_bgr(payload)
             if img is not None:
                 return img.shape[:2]
     finally:
@@ -241,7 +238,6 @@ def _identities(records):
 def _probe_images(records, keys, decode_samples):
     """Decode a few images (their sizes) and read the class of more (``label[0]``, as the
     reader takes it): what training would otherwise stop on, caught now."""
-    import cv2
     sizes, class_ids = set(), []
     probe = spread(keys, max(decode_samples, LABEL_SAMPLES))
     decode = set(spread(np.arange(len(probe)), decode_samples))
@@ -250,7 +246,7 @@ def _probe_images(records, keys, decode_samples):
         class_ids.append(label[0])
         if n not in decode:
             continue
-        img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+        img = decode_bgr(payload)
         if img is None:
             raise FBNetError("%s: record %d is not a decodable image; re-pack the data"
                              % (records.rec, key))

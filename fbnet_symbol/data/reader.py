@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import FBNetError
 from ..space.spaces import PIXEL_MEAN, PIXEL_SCALE
 from ..threads import cores
-from .recordio import read_record
+from .recordio import decode_bgr, read_record
 
 # decoded (uint8) images kept per process, all splits and sizes together; the variable
 # FBNET_READER_CACHE_BYTES changes it (0: decode every batch)
@@ -45,7 +45,7 @@ def decode_image(payload, height, width):
     scored 0.61 on the same 112x112 pairs at a 32x32 input."""
     import cv2
 
-    img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+    img = decode_bgr(payload)
     if img is None:
         raise FBNetError("an image does not decode")  # callers name the file and record
     h, w = img.shape[:2]

@@ -66,6 +66,14 @@ class RecordInfo:
                      for m in (~theta, theta))
 
 
+def decode_bgr(payload):
+    """Encoded image bytes -> BGR uint8 HxWx3, or None where they do not decode."""
+    import cv2
+    if not len(payload):
+        return None
+    return cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+
+
 def idx_path(rec):
     return os.path.splitext(rec)[0] + ".idx"
 
@@ -130,8 +138,6 @@ def read_index(idx, rec):
 def check_recordio(rec, idx=None, decode_samples=16, what="data", offsets=None):
     """Validate a ``.rec``/``.idx`` pair and return its labels. Raises :class:`FBNetError`.
     ``offsets``: the index's offsets in file order, if already read."""
-    import cv2
-
     if not rec or not os.path.isfile(rec):
         raise FBNetError("%s file %s does not exist; give an existing .rec (pack an image "
                          "folder with python -m fbnet_symbol.data pack DIR OUT)" % (what, rec))
@@ -152,8 +158,7 @@ def check_recordio(rec, idx=None, decode_samples=16, what="data", offsets=None):
             labels[i] = label
             if i in sample:
                 f.seek(off + 8 + header)
-                img = cv2.imdecode(np.frombuffer(f.read(length - header), np.uint8),
-                                   cv2.IMREAD_COLOR)
+                img = decode_bgr(f.read(length - header))
                 if img is None:
                     raise FBNetError("%s: record %d (byte %d) is not a decodable image; "
                                      "re-pack the data" % (rec, i, off))

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..data.files import write_images
 from ..data.insightface import PROPERTY
+from ..data.recordio import decode_bgr
 from ..errors import FBNetError
 from ..fileio import atomic_write, class_folders, image_files
 
@@ -81,7 +82,7 @@ def _encoded(path, size=None, quality=95):
 
     with open(path, "rb") as f:
         payload = f.read()
-    img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+    img = decode_bgr(payload)
     if img is None:
         return None, None
     if size and img.shape[:2] != tuple(size):
