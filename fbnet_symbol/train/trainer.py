@@ -185,7 +185,7 @@ class Trainer:
         self.env, self.task, self.settings = env, task, env.settings
         self.evaluations, self.callbacks = list(evaluations), list(callbacks)
         self.state = RunState(env.out, task.checkpoint_prefix, self.settings.keep_checkpoints)
-        self.master = self.modules = self.output_index = None
+        self.master = self.modules = self.output_index = self.data_streams = None
         self._signals = StopSignals(enabled=False)  # SIGINT/SIGTERM seen during run()
 
     # ------------------------------------------------------------ parameters
@@ -197,6 +197,9 @@ class Trainer:
             self.task.param_groups(), s.freeze_bn)
         # the graph's outputs by name, looked up once (their order is the graph's business)
         self.output_index = {n: i for i, n in enumerate(output_names(self.task.net.symbol))}
+        # each stage's data-order stream (with the seed and the epoch, its batch order): the
+        # weight stage 0, the task's parameter groups 1, 2, ... — resumes depend on it
+        self.data_streams = {stage: i for i, stage in enumerate(self.modules)}
 
     def params(self):
         """Fresh (arg, aux) parameter dicts; safe after any Module updated."""
@@ -302,7 +305,7 @@ class Trainer:
         s, env, task, state = self.settings, self.env, self.task, self.state
         split = task.split(stage)
         mod = self.modules[stage]
-        it = env.iterator(split, epoch, list(self.modules).index(stage),
+        it = env.iterator(split, epoch, self.data_streams[stage],
                           mirror=s.rand_mirror and stage == WEIGHT)
         total = env.steps_per_pass(split)
         meter = StageMeter(task.averaged_outputs, task.epoch_values(epoch))
