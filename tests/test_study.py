@@ -53,6 +53,10 @@ def test_pareto_front_and_summary_on_known_numbers():
     assert s["rank_agreement"]["s"]["rho"] == pytest.approx(1.5 / np.sqrt(22.5))
     assert s["rank_agreement"]["v"]["rho"] == pytest.approx(-1.5 / np.sqrt(22.5))
     assert h["median_rank_agreement"] == pytest.approx(1.5 / np.sqrt(22.5))
+    # at equal latency (latency ranks 3 1 4 2): with the rank correlations r(logP, lat) 0.4
+    # and r(acc, lat) 3 / sqrt(22.5), the partial correlation by its textbook formula
+    # (r_xy - r_xz r_yz) / sqrt((1 - r_xz^2)(1 - r_yz^2)) = 0.3 / sqrt(22.5 * 0.504)
+    assert s["rank_agreement"]["s"]["partial_rho"] == pytest.approx(0.3 / np.sqrt(22.5 * 0.504))
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ A *network* here is ``{"latency_ms": float, "accs": [top-1 per training seed], .
   higher and mean accuracy no lower, one of them strictly).
 * :func:`rank_agreement` — Spearman's ρ between a score the supernet gives each random
   network (log P_θ, or its accuracy inside the supernet) and its accuracy trained alone:
-  whether the supernet ranks networks at all.
+  whether the supernet ranks networks at all; and the same at equal latency (partial ρ).
 """
 import numpy as np
 
@@ -64,13 +64,26 @@ def dominated_share(searched, randoms):
     return float(np.mean([dominates(searched, r) for r in randoms])) if randoms else None
 
 
-def rank_agreement(scores, accuracies):
-    """Spearman's ρ (and its two-sided p) between supernet scores and accuracies alone."""
+def rank_agreement(scores, accuracies, latencies=None):
+    """Spearman's ρ (and its two-sided p) between supernet scores and accuracies alone;
+    with ``latencies``, also the partial ρ at equal latency (``partial_rho``): the
+    correlation of the rank residuals once each rank is regressed on the latency rank —
+    where lighter networks train better, a score that merely prefers light networks agrees
+    with accuracy without ranking architectures."""
     from scipy import stats
+    out = {"rho": None, "p": None, "n": len(scores)}
     if len(scores) < 3:
-        return {"rho": None, "p": None, "n": len(scores)}
+        return out
     res = stats.spearmanr(scores, accuracies)
-    return {"rho": float(res.correlation), "p": float(res.pvalue), "n": len(scores)}
+    out.update(rho=float(res.correlation), p=float(res.pvalue))
+    if latencies is not None and len(scores) >= 4:
+        lat = stats.rankdata(latencies)
+        resid = [r - np.polyval(np.polyfit(lat, r, 1), lat)
+                 for r in (stats.rankdata(scores), stats.rankdata(accuracies))]
+        if all(np.ptp(r) > 1e-12 for r in resid):
+            part = stats.pearsonr(resid[0], resid[1])
+            out.update(partial_rho=float(part[0]), partial_p=float(part[1]))
+    return out
 
 
 def pareto_front(points):
@@ -118,7 +131,8 @@ def summarise(nets):
     out["per_baseline"] = [_compared(n, randoms) for n in baselines]
     out["rank_agreement"] = {
         n["key"]: dict(rank_agreement([r["log_p"][n["key"]] for r in randoms],
-                                      [mean_acc(r) for r in randoms]),
+                                      [mean_acc(r) for r in randoms],
+                                      [r["latency_ms"] for r in randoms]),
                        variant=n.get("variant", "")) for n in searched}
     variants = {n.get("variant", "") for n in searched}
     heads = {v: headline([s for s in out["per_searched"] if s["variant"] == v],
@@ -135,6 +149,7 @@ def headline(per_searched, agreements, random_acc=None):
     of random networks dominated, and the median rank agreement."""
     compared = [s for s in per_searched if s["difference"] is not None]
     rhos = [r["rho"] for r in agreements if r["rho"] is not None]
+    partial = [r["partial_rho"] for r in agreements if r.get("partial_rho") is not None]
     return {
         "searched": len(per_searched), "with_neighbours": len(compared),
         "better_than_neighbours": sum(s["low"] > 0 for s in compared),
@@ -144,4 +159,5 @@ def headline(per_searched, agreements, random_acc=None):
         "mean_dominated_share": float(np.mean([s["dominated_share"] for s in per_searched]))
         if per_searched else None,
         "median_rank_agreement": float(np.median(rhos)) if rhos else None,
+        "median_rank_agreement_at_equal_latency": float(np.median(partial)) if partial else None,
         "random_median_acc": (random_acc or {}).get("median")}
