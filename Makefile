@@ -1,7 +1,7 @@
 # Two commands from a clone to a running project; each builds its environment on first use
 # from the project's own requirements files (Python 3.8-3.11: MXNet 1.9.1 needs numpy<1.24).
 #   make demo    the main job: a real search on the embedded digits (~5 min on 2 cores)
-#   make test    the whole test suite (~11-15 min on 2 cores); make test-fast skips the slow tests
+#   make test    the whole test suite (~8 min on 2 cores, two pytest processes); make test-fast skips the slow tests
 PYTHON ?= $(shell for c in python3.11 python3.10 python3.9 python3.8 python3; do \
 	command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(not (3, 8) <= sys.version_info[:2] <= (3, 11))' \
 	&& echo $$c && break; done)
@@ -21,10 +21,10 @@ TEST_ENV = FBNET_ORT_PYTHON=$(CURDIR)/$(ORT_VENV)/bin/python \
 	FBNET_TORCH_PYTHON=$(CURDIR)/$(TORCH_VENV)/bin/python
 
 test: $(VENV)/.installed $(ORT_VENV)/.installed $(TORCH_VENV)/.installed
-	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed $(ORT_VENV)/.installed $(TORCH_VENV)/.installed
-	$(TEST_ENV) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
 env: $(VENV)/.installed
 

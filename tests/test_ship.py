@@ -10,6 +10,7 @@ import pytest
 
 from fbnet_symbol.errors import FBNetError
 from fbnet_symbol.search.run import SearchConfig, SearchRun
+from fbnet_symbol.search.theta import argmax_blocks, probabilities
 from fbnet_symbol.ship.export import check_with_onnxruntime, export
 from fbnet_symbol.space.architecture import load_architecture
 from tests.conftest import ROOT, separate_python
@@ -46,13 +47,14 @@ def test_sample_argmax_and_distinct_samples(tiny_data, tmp_path):
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)
     top = summary["architectures"][0]
-    assert top["blocks"] == run.task.net.argmax_blocks(run.task.net.split_theta(run.trainer.params()[0]))
+    theta = run.task.net.split_theta(run.trainer.params()[0])
+    assert top["blocks"] == argmax_blocks(run.task.layout, theta)
     # the table's prediction and an independent sum over P_theta's chosen entries
     want = sum(run.task.table.cost(run.task.layout, l.index, b) for l, b in zip(run.task.layout.layers, top["blocks"]))
     assert top["latency_blocks_ms"] == pytest.approx(want)
     assert top["latency_ms"] == pytest.approx(run.task.table.predict(
         load_architecture(top["file"]), run.task.layout))
-    probs = run.task.net.probabilities(run.task.net.split_theta(run.trainer.params()[0]))
+    probs = probabilities(theta)
     p = np.prod([probs[l.name][l.candidates.index(b)] for l, b in zip(run.task.layout.layers, top["blocks"])])
     assert top["probability"] == pytest.approx(p, rel=1e-4)
     assert load_architecture(top["file"]).blocks == tuple(top["blocks"])
