@@ -389,3 +389,16 @@ def test_the_synthetic_faces_task_is_deterministic_and_cached(tmp_path):
     train, pairs = data_folder(a)
     assert train == os.path.join(a, "train.rec") and pairs == [os.path.join(a, "pairs.bin")]
     assert not [f for f in os.listdir(str(tmp_path / "a")) if f.startswith(".faces-")]
+
+
+def test_settings_resolved_from_a_data_dir_resolve_again_as_a_studys_runs_do(face_dir):
+    from fbnet_symbol.errors import FBNetError
+    from fbnet_symbol.search.run import resolve_run
+    from fbnet_symbol.settings import Settings
+    once = resolve_run(Settings(data_dir=face_dir["dir"]))
+    twice = resolve_run(once)  # each study run resolves the study's resolved settings
+    assert (twice.train_rec, twice.theta_rec, twice.verify) == \
+        (once.train_rec, once.theta_rec, once.verify)
+    with pytest.raises(FBNetError, match="not both"):
+        resolve_run(Settings(data_dir=face_dir["dir"], train_rec="other.rec",
+                             theta_rec="other.rec"))

@@ -43,9 +43,10 @@ def resolve_run(settings):
     verify = [v for v in (s.verify.split(",") if isinstance(s.verify, str) else s.verify or ())
               if v]
     if s.data_dir:
-        if s.train_rec or s.theta_rec:
-            raise FBNetError("give --data-dir or --train-rec/--theta-rec, not both")
         train, verify = data_folder(s.data_dir, verify)
+        # settings resolved once already (a study's runs) name the folder's own train.rec
+        if (s.train_rec or s.theta_rec) and (s.train_rec, s.theta_rec) != (train, train):
+            raise FBNetError("give --data-dir or --train-rec/--theta-rec, not both")
         # theta is split off train.rec by image (RunEnv)
         s = replace(s, train_rec=train, theta_rec=train,
                     image_shape=s.image_shape or folder_image_shape(s.data_dir))
