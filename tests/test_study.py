@@ -1,6 +1,10 @@
 """The validity study on a tiny budget: every stage runs, the numbers add up, resume skips."""
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +12,9 @@ import pytest
 from fbnet_symbol.latency.timing import QUICK
 from fbnet_symbol.search.study import run_study
 from fbnet_symbol.search.study_stats import pareto_front, summarise
+from tests.conftest import ROOT
+from tests.test_cli_search import ENV
+from tests.test_faults import finish, one_line, wait_for
 
 
 def test_pareto_front_and_summary_on_known_numbers():
@@ -53,20 +60,44 @@ def test_pareto_front_and_summary_on_known_numbers():
     assert s["rank_agreement"]["s"]["partial_rho"] == pytest.approx(0.3 / np.sqrt(22.5 * 0.504))
 
 
+def _study_flags(data, out, epochs):
+    return ["--train-rec", data["train"], "--theta-rec", data["theta"], "--val-rec",
+            data["val"], "--lut", data["lut"], "--image-shape", "3,8,8", "--width-mult", "0.25",
+            "--batch-size", "8", "--search-epochs", str(epochs), "--alphas", "0,2", "--seeds",
+            "0", "--random", "2", "--train-seeds", "1", "--train-epochs", "1", "--train-lr",
+            "0.02", "--jobs", "2", "--quick", "--out", str(out), "--no-progress"]
+
+
+def _stop_while_both_search(flags, out, ctrl_c):
+    """``fbnet study`` as a user runs it, stopped while both workers search: by SIGTERM to
+    the study, or by Ctrl-C (SIGINT to the terminal's whole process group)."""
+    proc = subprocess.Popen([sys.executable, "-m", "fbnet_symbol", "study", *flags], cwd=ROOT,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=ctrl_c)
+    wait_for(out / "search" / "alpha0_seed0" / "study-run.log", "epoch 0 done", proc)
+    if ctrl_c:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc, timeout=300)
+    stopped = [d for d in (out / "search").iterdir() if not (d / "result.json").exists()]
+    # each run under way stopped at a step with a checkpoint, the study with one line
+    assert stopped and all(list((d / "checkpoints").glob("*.params")) for d in stopped), err
+    return code, err, stopped
+
+
 @pytest.mark.slow
-def test_study_runs_end_to_end_and_resumes(tiny_data, tmp_path):
+def test_study_stops_on_sigterm_then_resumes_and_ends(tiny_data, tmp_path):
     from fbnet_symbol.search.study import _parser, study_plan
     out = tmp_path / "study"
-    flags = ["--train-rec", tiny_data["train"], "--theta-rec", tiny_data["theta"],
-             "--val-rec", tiny_data["val"], "--lut", tiny_data["lut"], "--image-shape", "3,8,8",
-             "--width-mult", "0.25", "--batch-size", "8", "--search-epochs", "2",
-             "--alphas", "0,2", "--seeds", "0", "--random", "2", "--train-seeds", "1",
-             "--train-epochs", "1", "--train-lr", "0.02", "--jobs", "2", "--quick",
-             "--out", str(out), "--no-progress"]
-    # the settings as the command builds them, with a variant
+    flags = _study_flags(tiny_data, out, epochs=4)
+    code, err, stopped = _stop_while_both_search(flags, out, ctrl_c=False)
+    assert code == 143 and one_line(err, "stopped: ") == "stopped: SIGTERM", err[-3000:]
+    # run again (here in-process, with a variant): the stopped searches resume
     base, plan = study_plan(_parser().parse_args(flags))
     plan["variants"] = [("short", {"epochs": 1, "warmup_epochs": 0}, [2.0], [1])]
     summary = run_study(base, str(out), progress=False, policy=QUICK, **plan)
+    assert all("resumed from" in (d / "study-run.log").read_text() for d in stopped)
     rows = list(csv.DictReader(open(out / "study.csv")))
     kinds = [r["kind"] for r in rows]
     assert kinds[:5] == ["searched"] * 3 + ["random"] * 2
@@ -90,6 +121,16 @@ def test_study_runs_end_to_end_and_resumes(tiny_data, tmp_path):
     again = run_study(base, str(out), progress=False, policy=QUICK, **dict(plan, workers=1))
     assert {p: p.stat().st_mtime for p in out.rglob("result.json")} == stamps
     assert again["per_searched"] == summary["per_searched"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_study_once_with_a_checkpoint_in_each_search(tiny_data, tmp_path):
+    # the workers do not see the terminal's SIGINT: the study forwards one SIGTERM, so no
+    # worker takes it for a second signal and stops without its checkpoint
+    out = tmp_path / "study"
+    code, err, _ = _stop_while_both_search(_study_flags(tiny_data, out, epochs=4), out,
+                                           ctrl_c=True)
+    assert code == 130 and one_line(err, "interrupted") == "interrupted", err[-3000:]
 
 
 def test_study_statistics_on_a_hand_computed_example():
@@ -154,3 +195,9 @@ def test_random_networks_reach_the_nearly_all_skip_networks_a_large_alpha_finds(
     # within a third of the lightest network (a pool of 400 uniform-preference draws: 2.3x)
     assert lat[0] <= 1.35 * lightest
     assert lat[-1] >= 0.55 * heavy  # and the range covered up to the top
+
+
+def test_the_plot_names_the_score_it_compares():
+    from fbnet_symbol.search.study_report import metric_label
+    assert metric_label("val_acc") == "validation top-1"
+    assert metric_label("pairs_acc") == "verification accuracy (pairs.bin)"

@@ -5,7 +5,7 @@ import logging
 import os
 from dataclasses import replace
 
-from ..errors import FBNetError
+from ..errors import FBNetError, RunInterrupted
 from ..fileio import atomic_write_json
 
 def _done(folder):
@@ -17,12 +17,12 @@ def _done(folder):
 
 
 def _search_result(run, summary):
-    from ..space.architecture import architecture_from_settings
+    from ..space.architecture import architecture_described
     last = os.path.join(summary["theta"], "epoch_%d_theta.txt" % (summary["epochs"] - 1))
     return dict(blocks=summary["blocks"], theta=last,
                 lut=os.path.join(run.env.out, "lut.json"),
                 expected_latency_ms=summary["expected_latency_ms"], entropy=summary["entropy"],
-                arch=architecture_from_settings(run.settings, summary["blocks"],
+                arch=architecture_described(run.settings, summary["blocks"],
                                                 "searched").to_dict())
 
 
@@ -69,10 +69,95 @@ def run_job(job):
     return result
 
 
-def _start_worker(threads):
+def _watch_parent(parent):
+    """SIGTERM this run (a checkpoint, then the end) if the study that started it is gone."""
+    import signal
+    import threading
+    import time
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(2)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _worker(job, threads, parent, conn):
+    """A worker process: one run, its result or its error sent back on its own pipe (no
+    lock shared with other workers: a worker stopped while holding one hung the study)."""
+    os.setpgrp()  # Ctrl-C at the terminal reaches the study only, which forwards one SIGTERM
     from ..threads import use_threads
     use_threads(threads)  # before MXNet loads in this process
     logging.getLogger().setLevel(logging.INFO)
+    _watch_parent(parent)
+    try:
+        message = ("result", run_job(job))
+    except BaseException as e:  # sent as text: not every exception pickles
+        if not isinstance(e, (FBNetError, KeyboardInterrupt)):  # a bug: keep its traceback
+            import traceback
+            os.makedirs(job[1], exist_ok=True)
+            with open(os.path.join(job[1], "study-run.log"), "a") as log:
+                log.write(traceback.format_exc())
+        message = ("error", type(e).__name__, str(e) or type(e).__name__,
+                   getattr(e, "exit_code", None))
+    conn.send(message)
+    conn.close()
+
+
+class _Workers:
+    """Runs under way, one spawned process each, at most ``size`` at a time."""
+
+    def __init__(self, size, threads):
+        import multiprocessing
+        self.context = multiprocessing.get_context("spawn")
+        self.size, self.threads = size, threads
+        self.running = {}  # pipe -> (process, job index, folder)
+
+    def start(self, index, job):
+        receive, send = self.context.Pipe(duplex=False)
+        process = self.context.Process(target=_worker, daemon=False,
+                                       args=(job, self.threads, os.getpid(), send))
+        process.start()
+        send.close()  # this end lives in the worker: its exit reads as end-of-file here
+        self.running[receive] = (process, index, job[1])
+
+    def next_finished(self):
+        """``(job index, result)`` of a run that ended; a failed run raises its error."""
+        from multiprocessing.connection import wait
+        receive = wait(list(self.running))[0]
+        process, index, folder = self.running.pop(receive)
+        try:
+            message = receive.recv()
+        except EOFError:  # the worker died before it could answer
+            message = None
+        receive.close()
+        process.join()
+        if message is None:
+            message = ("error", "exit code %s" % process.exitcode, "no result", None)
+        if message[0] == "result":
+            return index, message[1]
+        _, kind, text, exit_code = message
+        if kind == "RunInterrupted":
+            raise RunInterrupted(text, exit_code)
+        raise FBNetError("the run in %s failed (%s): %s; its log: %s"
+                         % (folder, kind, text, os.path.join(folder, "study-run.log")))
+
+    def stop(self):
+        """SIGTERM every run under way (each checkpoints its step, so a second study run
+        resumes it) and wait for them; a second signal here stops them at once."""
+        for process, _, _ in self.running.values():
+            process.terminate()
+        try:
+            for receive, (process, _, folder) in list(self.running.items()):
+                process.join()
+                if receive.poll():
+                    message = receive.recv()
+                    if message[0] == "error":
+                        logging.getLogger(__name__).info("%s: %s", folder, message[2])
+        except BaseException:
+            for process, _, _ in self.running.values():
+                process.terminate()  # asked twice: the runs stop at once
+            raise
 
 
 def run_jobs(jobs, workers, bar=None):
@@ -88,26 +173,19 @@ def run_jobs(jobs, workers, bar=None):
             if bar is not None:
                 bar.update()
         return results
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     from ..threads import cores
-    threads = max(1, cores() // workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(threads,)) as pool:
-        futures = {pool.submit(run_job, jobs[i]): i for i in todo}
-        try:
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                if bar is not None:
-                    bar.update()
-        except BaseException:
-            # Ctrl-C, SIGTERM or a failed run: the runs under way get SIGTERM, so each
-            # writes a checkpoint of its step (a second study run resumes them), no new
-            # run starts, and this process waits for them to end before it stops
-            for future in futures:
-                future.cancel()
-            for process in list(pool._processes.values()):
-                process.terminate()
-            raise
+    pool = _Workers(workers, max(1, cores() // workers))
+    try:
+        while todo or pool.running:
+            while todo and len(pool.running) < pool.size:
+                i = todo.pop(0)
+                pool.start(i, jobs[i])
+            i, results[i] = pool.next_finished()
+            if bar is not None:
+                bar.update()
+    except BaseException:
+        # Ctrl-C, SIGTERM or a failed run: no new run starts, the runs under way checkpoint
+        # their step and end, then this process stops
+        pool.stop()
+        raise
     return results

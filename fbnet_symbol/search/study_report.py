@@ -33,6 +33,13 @@ def _points(ax, nets, **style):
     return ax.scatter(x, y, zorder=3, **style)
 
 
+def metric_label(metric):
+    """``val_acc`` -> "validation top-1"; ``lfw_acc`` -> "verification accuracy (lfw.bin)"."""
+    if metric == "val_acc":
+        return "validation top-1"
+    return "verification accuracy (%s.bin)" % metric[:-len("_acc")]
+
+
 def plot(nets, summary, path, title):
     from ..fileio import pyplot, save_figure
     plt = pyplot()
@@ -70,7 +77,8 @@ def plot(nets, summary, path, title):
                    h["worse_than_neighbours"], h["with_neighbours"]),
                 transform=ax.transAxes, fontsize=7, va="top")
     ax.set_xlabel("measured latency of the whole network (ms)")
-    ax.set_ylabel("validation top-1, trained from scratch\n(mean; bars: lowest to highest seed)")
+    ax.set_ylabel("%s, trained from scratch\n(mean; bars: lowest to highest seed)"
+                  % metric_label(summary.get("metric", "val_acc")))
     ax.set_title(title, fontsize=9)
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
