@@ -53,8 +53,8 @@ def main(argv=None):
     from fbnet_symbol.dist.devices import parse_devices
     from fbnet_symbol.dist.cluster import create_kvstore
     from fbnet_symbol.latency.table import LatencyTable
-    from fbnet_symbol.search.supernet import Supernet
-    from fbnet_symbol.search.task import theta_group
+    from fbnet_symbol.search.parts import loop_config, search_task_config
+    from fbnet_symbol.search.task import build_supernet, theta_group
     from fbnet_symbol.space.spaces import decode_space
     from fbnet_symbol.threads import omp_threads
     from fbnet_symbol.train.trainer import WEIGHT, bind_modules, weight_optimizer_params
@@ -65,14 +65,15 @@ def main(argv=None):
     settings = dataclasses.replace(settings, image_shape=shape)
     layout = decode_space(settings.space, settings.preset, shape, settings.width_mult)
     table = LatencyTable([[1.0] * len(l.candidates) for l in layout.layers])
-    net = Supernet.from_settings(settings, 10, table)
+    search = search_task_config(settings)
+    net = build_supernet(search, 10, table)
     contexts = parse_devices(args.gpu, notice=False)
     rss_before = peak_rss_mib()
     kv = create_kvstore("local", len(contexts))  # what a search on these devices uses
     # the search's default optimizers (the schedule's period: one epoch of 1000 steps)
     _, modules = bind_modules(net, contexts, args.batch_size, kv, settings.seed,
-                              weight_optimizer_params(settings, 1000),
-                              [theta_group(net, settings)],
+                              weight_optimizer_params(loop_config(settings), 1000),
+                              [theta_group(net, search.theta_lr, search.theta_wd)],
                               native_bn=None if args.batchnorm == "auto" else False)
     weight_mod, theta_mod = modules[WEIGHT], modules["theta"]
     rng = np.random.RandomState(0)

@@ -7,9 +7,9 @@ A checkpoint ``N`` in a folder is:
 * ``<prefix>-NNNN.<name>.states``    optimizer states, one file per optimizer, pickled
                                      with the optimizer so Adam's step counts and the
                                      learning-rate schedule survive a resume
-* ``<prefix>-NNNN.json``             what an exact resume needs (epoch, stage, batch,
-                                     step, temperature, history...) and the SHA-256 of
-                                     every file above. Written last: a checkpoint without
+* ``<prefix>-NNNN.json``             what an exact resume needs (epoch, the phase under
+                                     key ``stage``, batch, step, temperature, history...)
+                                     and the SHA-256 of every file above. Written last: a checkpoint without
                                      it, or whose files do not match their checksums, is
                                      incomplete or damaged and is skipped with a warning.
 

@@ -63,7 +63,7 @@ def test_the_pytorch_reference_is_the_same_supernet_and_is_timed_beside_ours():
         layout = decode_space("fbnet", preset, (3, 16, 16), 0.5)
         table = LatencyTable([[1.0] * len(l.candidates) for l in layout.layers])
         ours = Supernet(10, table, preset, (3, 16, 16), 0.5, alpha=0.2, beta=0.6,
-                        loss_form="add", noise="batch", theta_init=1.0, space="fbnet")
+                        loss_form="add", noise_mode="batch", theta_init=1.0, space="fbnet")
         descs = {d.name: d.shape for d in ours.input_descs(2) + ours.label_descs(2)}
         shapes = dict(zip(ours.symbol.list_arguments(), ours.symbol.infer_shape(**descs)[0]))
         mine = sum(int(__import__("numpy").prod(s)) for k, s in shapes.items()

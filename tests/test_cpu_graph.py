@@ -20,7 +20,7 @@ def supernet(preset, width=0.5):
     layout = decode_space("fbnet", preset, SHAPE, width)
     table = LatencyTable([[1.0] * len(layer.candidates) for layer in layout.layers])
     return Supernet(10, table, preset, SHAPE, width, alpha=0.2, beta=0.6, loss_form="add",
-                    noise="batch", theta_init=1.0, space="fbnet")
+                    noise_mode="batch", theta_init=1.0, space="fbnet")
 
 
 def input_shapes(net, batch=4):

@@ -34,7 +34,7 @@ def test_written_as_insightface_writes_it_and_read_back(tmp_path, header_last):
     assert list(mx.recordio.unpack(reader.read_idx(17))[0].label) == [4, 5]  # identity 1
     assert is_identity_indexed(str(tmp_path / "train.rec"))
     info = check_data(str(tmp_path / "train.rec"))
-    assert info.layout == "identity-indexed" and info.num_classes == 5
+    assert info.indexing == "identity-indexed" and info.num_classes == 5
     assert info.num_records == 15 and list(info.image_keys) == list(range(1, 16))
     assert list(info.labels) == [0, 0, 0, 1, 2, 2, 2, 2, 3, 3, 4, 4, 4, 4, 4]
     assert open(tmp_path / "property").read().strip() == "5,16,16"
@@ -46,7 +46,7 @@ def test_a_flat_file_keeps_its_layout(tmp_path):
     from tests.conftest import make_rec
     rec = make_rec(tmp_path / "flat", 12)
     assert not is_identity_indexed(rec)
-    assert check_data(rec).layout == "flat"
+    assert check_data(rec).indexing == "flat"
 
 
 def test_theta_split_is_by_image_inside_each_identity(tmp_path):
@@ -119,7 +119,7 @@ def test_pack_faces_and_make_pairs_tools(tmp_path):
               "--size", "16,16")
     assert res.returncode == 0, res.stderr
     info = check_data(str(tmp_path / "out" / "train.rec"))
-    assert (info.layout, info.num_records, info.num_classes) == ("identity-indexed", 9, 3)
+    assert (info.indexing, info.num_records, info.num_classes) == ("identity-indexed", 9, 3)
     assert (tmp_path / "out" / "property").read_text().strip() == "3,16,16"
     res = run("make-pairs", str(tmp_path / "drawn.bin"), "--folder", str(tmp_path / "in"),
               "--num-pairs", "10")
@@ -258,12 +258,12 @@ def test_a_lost_index_is_rebuilt_with_insightfaces_keys(tmp_path, ids):
     os.remove(tmp_path / "d" / "train.idx")
     assert build_index(rec) == 12 + 4 + 1
     again = check_data(rec)
-    assert again.layout == original.layout == "identity-indexed"
+    assert again.indexing == original.indexing == "identity-indexed"
     assert again.num_records == 12 and again.num_classes == 4
     assert list(again.image_keys) == list(original.image_keys)
     res = subprocess.run([sys.executable, "-m", "fbnet_symbol.data", "check", rec], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0 and "identity-indexed layout, 12 images, 4 classes" in res.stdout
+    assert res.returncode == 0 and "identity-indexed, 12 images, 4 classes" in res.stdout
 
 
 def test_an_index_filtered_to_the_images_reads_as_a_flat_file(tmp_path):
@@ -275,7 +275,7 @@ def test_an_index_filtered_to_the_images_reads_as_a_flat_file(tmp_path):
     with open(tmp_path / "d" / "train.idx", "w") as f:
         f.write("".join(l + "\n" for l in lines if 1 <= int(l.split()[0]) <= 12))
     info = check_data(rec)
-    assert (info.layout, info.num_records, info.num_classes) == ("flat", 12, 3)
+    assert (info.indexing, info.num_records, info.num_classes) == ("flat", 12, 3)
     labels = np.concatenate([b.label[0].asnumpy()[:4 - b.pad]
                              for b in data_iter(info, (3, 16, 16), 4, shuffle=False)])
     assert list(labels) == [0] * 4 + [1] * 4 + [2] * 4

@@ -1,5 +1,5 @@
 """The package's one reader (fbnet_symbol.data.reader): the same pixels as MXNet's ImageRecordIter,
-both layouts, order / mirror / shards / padding, memory and streamed paths alike, resume."""
+both indexings, order / mirror / shards / padding, memory and streamed paths alike, resume."""
 import numpy as np
 import pytest
 
@@ -17,7 +17,7 @@ def _arrays(batches):
 
 
 @pytest.fixture
-def both_layouts(tmp_path):
+def both_indexings(tmp_path):
     """The same 20 images as InsightFace's identity-indexed file and as a flat file."""
     from fbnet_symbol.data.check import check_data
     from fbnet_symbol.data.files import write_images
@@ -30,11 +30,11 @@ def both_layouts(tmp_path):
 
 
 @pytest.mark.parametrize("cache_bytes", [None, 0])  # decoded once in memory / streamed
-def test_same_pixels_as_image_record_iter_for_both_layouts(both_layouts, cache_bytes):
+def test_same_pixels_as_image_record_iter_for_both_indexings(both_indexings, cache_bytes):
     from fbnet_symbol.data.check import image_record_iter
     from fbnet_symbol.data.reader import RecordReader
-    faces, flat = both_layouts
-    assert (faces.layout, flat.layout) == ("identity-indexed", "flat")
+    faces, flat = both_indexings
+    assert (faces.indexing, flat.indexing) == ("identity-indexed", "flat")
     def arrays(batches):  # copied as they come: an iterator may reuse its buffers
         return [(b.data[0].asnumpy().copy(), b.label[0].asnumpy().copy(), b.pad)
                 for b in batches]
@@ -48,7 +48,7 @@ def test_same_pixels_as_image_record_iter_for_both_layouts(both_layouts, cache_b
                 assert np.array_equal(a[1], b[1])
                 diff = np.abs(a[0] - b[0])
                 tol = 1e-6 if shape[1] == 16 else 2.0 / 127.5  # cubic kernels may round apart
-                assert diff.max() <= tol, (info.layout, shape, diff.max())
+                assert diff.max() <= tol, (info.indexing, shape, diff.max())
 
 
 @pytest.mark.parametrize("layout", ["identity-indexed", "flat"])
@@ -64,7 +64,7 @@ def test_order_mirror_shards_and_padding(tmp_path, layout):
     else:
         write_face_records(str(tmp_path / "f"), faces)
     info = check_data(str(tmp_path / "f.rec"))
-    assert info.layout == layout
+    assert info.indexing == layout
 
     def epoch(**kw):
         return _arrays(list(RecordReader(info, (3, 8, 8), 4, **kw)))

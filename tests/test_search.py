@@ -79,7 +79,7 @@ def test_one_and_two_devices_give_the_same_updates(tiny_data, tmp_path):
     for name in one:
         np.testing.assert_allclose(one[name], two[name], rtol=2e-4, atol=2e-5, err_msg=name)
         moved += name.startswith("theta_") and not np.allclose(one[name], 1.0)
-    assert moved == 22  # the theta stage ran, latency term included
+    assert moved == 22  # the theta phase ran, latency term included
 
 
 @pytest.mark.slow
@@ -87,7 +87,7 @@ def test_resume_after_a_kill_ends_with_the_same_theta(tiny_data, tmp_path):
     full = SearchRun(config(tiny_data, tmp_path / "full"))
     full.run()
     want = final_params(full)
-    for kill_at in (3, 7):  # inside epoch 1's weight stage / inside a theta stage
+    for kill_at in (3, 7):  # inside epoch 1's weight phase / inside a theta phase
         out = tmp_path / ("killed%d" % kill_at)
         with pytest.raises(StopRequested):
             SearchRun(config(tiny_data, out)).run(stop_after_steps=kill_at)
@@ -152,7 +152,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
     with pytest.raises(FBNetError) as err:
         SearchRun(config(tiny_data, out, lr=1e12, save_frequence=1)).run()
     msg = str(err.value)
-    assert "the loss became" in msg and "epoch 0, weight stage" in msg
+    assert "the loss became" in msg and "epoch 0, weight phase" in msg
     assert "Last good checkpoint: " in msg and "none yet" not in msg
     good = msg.split("Last good checkpoint: ")[1].split(". ")[0]
     assert os.path.isfile(good)

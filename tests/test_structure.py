@@ -182,3 +182,49 @@ def test_no_function_of_the_package_or_the_root_scripts_is_long():
                  if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
                  and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
     assert not long, long
+
+
+# the run layer and above: where a run's Settings is read field by field (search/parts.py
+# builds each part's config from it); every module below takes what it needs explicitly
+RUN_LAYER = ("search.run", "search.parts", "search.study", "search.study_jobs",
+             "search.study_tasks")
+
+
+def settings_readers(module, path):
+    """Where ``module`` reads a run's settings object: a parameter or an attribute named
+    ``settings`` (a call ``x.settings()`` — a latency table's own dict — is not one)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.arg == "settings":
+            found.append("%s:%d parameter settings" % (module, node.lineno))
+        elif (isinstance(node, ast.Attribute) and node.attr == "settings"
+              and id(node) not in called):
+            found.append("%s:%d .settings" % (module, node.lineno))
+        elif isinstance(node, ast.Name) and node.id == "Settings":
+            found.append("%s:%d Settings" % (module, node.lineno))
+    return found
+
+
+def below_the_run_layer(module):
+    part = part_of(module)
+    return part not in (None, "settings", "seed", "commands", "old") and \
+        module not in RUN_LAYER
+
+
+def test_no_module_below_the_run_layer_reads_the_settings():
+    found = [hit for module, path in sorted(modules().items()) if below_the_run_layer(module)
+             for hit in settings_readers(module, path)]
+    assert found == []
+    assert below_the_run_layer("train.trainer") and below_the_run_layer("search.task")
+    assert not below_the_run_layer("search.parts")
+
+
+def test_the_settings_check_catches_a_reader(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("def f(env, table):\n    x = table.settings()\n    return env.settings.lr\n")
+    assert settings_readers("train.m", str(path)) == ["train.m:3 .settings"]
+    path.write_text("def f(settings):\n    return 1\n")
+    assert settings_readers("train.m", str(path)) == ["train.m:1 parameter settings"]

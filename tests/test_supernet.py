@@ -19,7 +19,7 @@ def make(tmp_path, alpha=0.2, loss_form="add", noise="batch", lut_scale=1.0, spa
                                      preset=preset, image_shape=SHAPE))
     table.values = [[v * lut_scale for v in row] for row in table.values]
     net = Supernet(3, table, preset, SHAPE, width, alpha=alpha, beta=0.6, loss_form=loss_form,
-                   noise=noise, theta_init=1.0, space=space)
+                   noise_mode=noise, theta_init=1.0, space=space)
     sym = freeze_batchnorm(net.symbol) if frozen_bn else net.symbol
     mod = mx.mod.Module(sym, data_names=net.input_names, label_names=["softmax_label"])
     mod.bind(net.input_descs(B), net.label_descs(B))

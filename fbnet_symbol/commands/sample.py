@@ -100,7 +100,7 @@ def _theta_and_layout(args, source):
     from ..latency.table import load_table
     from ..search import sampling
     from ..search import theta as theta_
-    from ..space.architecture import layout_from_settings
+    from ..space.architecture import layout_described
 
     cfg, lut_path = sampling.run_settings(source)
     if cfg is None:
@@ -118,7 +118,7 @@ def _theta_and_layout(args, source):
         tuple(cfg["image_shape"]) if cfg.get("image_shape") else None)
     if shape is None and lut_path:  # the table knows the search's input size
         shape = tuple(load_table(lut_path).meta.get("image_shape") or ()) or None
-    layout = layout_from_settings(cfg, shape)
+    layout = layout_described(cfg, shape)
     if args.theta:
         theta = theta_.read_theta_text(args.theta, layout)
     else:
@@ -139,10 +139,10 @@ def _architecture_row(args, cfg, layout, theta, table, num_classes, i, blocks):
     """One chosen architecture written to its JSON, described by a row of the summary."""
     from ..fileio import atomic_write
     from ..search import theta as theta_
-    from ..space.architecture import architecture_from_settings
+    from ..space.architecture import architecture_described
 
     name = "argmax" if args.mode == "argmax" else "sample_%02d" % i
-    arch = architecture_from_settings(cfg, blocks, name)
+    arch = architecture_described(cfg, blocks, name)
     prof = profile_architecture(arch, num_classes, layout.image_shape)
     row = {"name": name, "blocks": list(blocks), "macs": prof["macs"],
            "params": prof["params"],

@@ -1,7 +1,7 @@
-"""Checking a RecordIO file of either layout, and reading it: the one door from a path to batches.
+"""Checking a RecordIO file of either indexing, and reading it: the one door from a path to batches.
 
 ``.rec`` + ``.idx`` is the format of MXNet's im2rec and InsightFace. :func:`check_data`
-validates a file in Python — the flat layout by :mod:`.recordio`, InsightFace's
+validates a file in Python — the flat indexing by :mod:`.recordio`, InsightFace's
 identity-indexed one by :mod:`fbnet_symbol.data.insightface` — before any batch is read;
 :func:`data_iter` hands the checked file to the package's one reader
 (:class:`~fbnet_symbol.data.reader.RecordReader`).
@@ -14,7 +14,7 @@ from .recordio import check_recordio, idx_path
 
 def data_iter(info, image_shape, batch_size, shuffle=True, seed=0, num_parts=1, part_index=0,
               rand_mirror=False):
-    """The batches of a checked file of either layout (:func:`check_data`), read by the
+    """The batches of a checked file of either indexing (:func:`check_data`), read by the
     package's one reader (:class:`~fbnet_symbol.data.reader.RecordReader`)."""
     from .reader import RecordReader
     return RecordReader(info, image_shape, batch_size, shuffle, seed, num_parts, part_index,
@@ -39,7 +39,7 @@ def image_record_iter(rec, image_shape, batch_size, shuffle=False, seed=0, rand_
 
 
 def check_data(rec, what="data"):
-    """Validate a ``.rec``/``.idx`` pair of either layout: flat (every record an image,
+    """Validate a ``.rec``/``.idx`` pair of either indexing: flat (every record an image,
     :class:`~fbnet_symbol.data.recordio.RecordInfo`) or InsightFace's identity-indexed one
     (:class:`~fbnet_symbol.data.insightface.FaceRecords`), told apart by record 0."""
     from .insightface import check_face_records, is_identity_indexed, read_keyed_index
@@ -53,11 +53,11 @@ def check_data(rec, what="data"):
 
 
 def describe(info):
-    """One line on a checked file: layout, images, classes and ids, image size, property."""
+    """One line on a checked file: indexing, images, classes and ids, image size, property."""
     size = "x".join(map(str, info.image_size)) if info.image_size else "of several sizes"
-    text = "%s: %s layout, %d images, %d classes" % (info.rec, info.layout, info.num_records,
+    text = "%s: %s, %d images, %d classes" % (info.rec, info.indexing, info.num_records,
                                                      info.num_classes)
-    if info.layout == "flat":
+    if info.indexing == "flat":
         ids = (int(info.labels.min()), int(info.labels.max())) if info.num_records else (0, 0)
         return text + ", class ids %d..%d, images %s" % (ids[0], ids[1], size)
     from .insightface import LABEL_SAMPLES

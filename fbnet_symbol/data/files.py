@@ -98,7 +98,7 @@ def build_index(rec):
     """Rebuild ``.idx`` by walking the records of ``rec`` (4-byte aligned).
 
     Keys are the ids in the record headers, as InsightFace's and im2rec's writers set them
-    (an identity-indexed file's layout lives in its keys: the header is key 0, wherever it
+    (an identity-indexed file's order lives in its keys: the header is key 0, wherever it
     lies in the file). Where the ids repeat (a writer that left them 0), the file order —
     except that an InsightFace header (first or last record, two labels, no image, its
     range ending at the record count) keeps key 0 and the others count from 1.

@@ -1,4 +1,4 @@
-"""InsightFace's identity-indexed RecordIO layout: detect, check, split and read it.
+"""InsightFace's identity-indexed RecordIO files: detect, check, split and read it.
 
 The training sets face-recognition users download (faces_emore / MS1M-ArcFace, CASIA,
 anything made with InsightFace's ``face2rec2.py`` or ``rec_builder.py``) are one
@@ -10,7 +10,7 @@ anything made with InsightFace's ``face2rec2.py`` or ``rec_builder.py``) are one
   payload, label ``[start, end)``: the image keys of that identity.
 
 A ``property`` file beside it reads ``num_classes,H,W`` on its first line. Both this
-layout and the *flat* one (every record an image) are read by the package's one reader,
+indexing and the *flat* one (every record an image) are read by the package's one reader,
 :class:`~fbnet_symbol.data.reader.RecordReader`; :meth:`FaceRecords.image_records` tells it
 which records are this split's images.
 
@@ -60,7 +60,7 @@ def read_property(folder):
 
 
 def first_image_size(rec):
-    """(H, W) of the image record with the lowest key in ``rec`` (either layout), or None."""
+    """(H, W) of the image record with the lowest key in ``rec`` (either indexing), or None."""
     index = read_keyed_index(idx_path(rec), rec)
     size = os.path.getsize(rec)
     fd = os.open(rec, os.O_RDONLY)
@@ -111,7 +111,7 @@ def folder_image_shape(folder):
 def is_identity_indexed(rec, index=None):
     """True when key 0 of ``rec`` is InsightFace's header (two labels, no image).
     ``index``: its ``{key: offset}`` if already read. A damaged record 0 answers False:
-    the flat layout's own check then names the fault."""
+    the flat file's own check then names the fault."""
     index = read_keyed_index(idx_path(rec), rec) if index is None else index
     if 0 not in index:
         return False
@@ -138,7 +138,7 @@ class FaceRecords:
     class_ids: tuple = None    # (lowest, highest) label[0] of the sampled image records
     image_size: tuple = None   # (H, W) of the sampled images, if they all agree
     property_file: tuple = None  # (num_classes, H, W) of the property file, if any
-    layout: str = "identity-indexed"
+    indexing: str = "identity-indexed"
 
     @property
     def num_records(self):
@@ -150,7 +150,7 @@ class FaceRecords:
 
     def image_records(self):
         """(keys, byte offsets) of this split's images, for the reader (looked up once:
-        a reader is made for every epoch and stage)."""
+        a reader is made for every epoch and phase)."""
         if getattr(self, "_image_offsets", None) is None:
             self._image_offsets = np.array([self.offsets[int(k)] for k in self.image_keys],
                                            np.int64)
@@ -204,7 +204,7 @@ def _identities(records):
     first, end = int(header[0]), int(header[1])
     if not 1 < first < end:
         raise FBNetError("%s: the header (record 0) reads identities [%d, %d), not a range "
-                         "after the images; the file is not InsightFace's layout or is "
+                         "after the images; the file is not InsightFace's indexing or is "
                          "corrupt: re-pack it" % (rec, first, end))
     missing = [k for k in (first, end - 1) if k not in index]
     if missing:

@@ -1,6 +1,6 @@
 """One reader for every RecordIO file the package trains, evaluates or studies on.
 
-:class:`RecordReader` serves batches of a checked file of either layout (a flat
+:class:`RecordReader` serves batches of a checked file of either indexing (a flat
 :class:`~fbnet_symbol.data.recordio.RecordInfo` or an identity-indexed
 :class:`~fbnet_symbol.data.insightface.FaceRecords`): it reads records with positioned reads
 (``pread``, thread-safe), decodes, flips and normalises them in worker threads (OpenCV and

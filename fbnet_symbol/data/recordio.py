@@ -41,7 +41,7 @@ class RecordInfo:
     num_records: int
     labels: np.ndarray
     offsets: np.ndarray = None  # byte offset of each image, in file order
-    layout: str = "flat"
+    indexing: str = "flat"  # how records are keyed: flat, or identity-indexed
     keys: np.ndarray = None     # record numbers of these images (None: 0, 1, 2, ...)
     classes: int = None         # classes of the whole file (a split may miss some)
     image_size: tuple = None    # (H, W) of the decoded sample, if its images all agree
@@ -78,37 +78,50 @@ def idx_path(rec):
     return os.path.splitext(rec)[0] + ".idx"
 
 
-def read_header(f, offset, size, rec):
-    """(label, payload length, header size) of the record at ``offset``; one-line errors."""
-    f.seek(offset)
-    head = f.read(8)
+def _parse_record(fd, offset, size, rec, where, with_payload):
+    """``(labels, payload length, header size, payload or None)`` of the record at
+    ``offset`` of the open file ``fd`` (``pread``: thread-safe); ``where`` names the record
+    in errors, each a line naming the fix. The one parser of a record's header."""
+    head = os.pread(fd, 8, offset) if offset + 8 <= size else b""
     if len(head) < 8:
-        raise FBNetError("%s is truncated: a record at byte %d is cut off; re-pack the data "
-                         "(python -m fbnet_symbol.data pack ...)" % (rec, offset))
+        raise FBNetError("%s is truncated: %s points past the end of the file (%d bytes); the "
+                         ".idx belongs to another file: rebuild it (python -m fbnet_symbol.data"
+                         " index %s) or re-pack the data" % (rec, where, size, rec))
     magic, lrec = struct.unpack("<II", head)
     if magic != RECORD_MAGIC:
-        raise FBNetError("%s is corrupt: no record starts at byte %d (the .idx may belong to "
+        raise FBNetError("%s is corrupt: no record starts at %s (the .idx may belong to "
                          "another file); re-pack the data or rebuild the index with "
-                         "python -m fbnet_symbol.data index %s" % (rec, offset, rec))
-    length, cflag = lrec & LENGTH_MASK, lrec >> 29
-    if cflag != 0:
-        raise FBNetError("%s has a multi-part record at byte %d, which is not supported; "
-                         "re-pack the data with python -m fbnet_symbol.data pack" % (rec, offset))
+                         "python -m fbnet_symbol.data index %s" % (rec, where, rec))
+    length = lrec & LENGTH_MASK
+    if lrec >> 29 != 0:
+        raise FBNetError("%s has a multi-part record at %s, which is not supported; re-pack "
+                         "the data with python -m fbnet_symbol.data pack" % (rec, where))
     if offset + 8 + length > size:
-        raise FBNetError("%s is truncated: the record at byte %d needs %d bytes but the file "
-                         "ends at %d; re-pack the data" % (rec, offset, length, size))
+        raise FBNetError("%s is truncated: %s needs %d bytes but the file ends at %d; re-pack "
+                         "the data" % (rec, where, length, size))
     if length < 24:
-        raise FBNetError("%s is corrupt: the record at byte %d is too short for an image "
-                         "header; re-pack the data" % (rec, offset))
-    flag, label, _, _ = struct.unpack("<IfQQ", f.read(24))
-    header = 24
-    if flag > 0:  # a label array follows the fixed header; the first entry is the class
-        if length < 24 + 4 * flag:
-            raise FBNetError("%s is corrupt: the record at byte %d has a bad label header"
-                             % (rec, offset))
-        label = struct.unpack("<f", f.read(4))[0]
-        header += 4 * flag
-    return label, length, header
+        raise FBNetError("%s is corrupt: %s is too short for an image header; re-pack the "
+                         "data" % (rec, where))
+    body = os.pread(fd, length if with_payload else 24, offset + 8)
+    flag, label, _, _ = struct.unpack("<IfQQ", body[:24])
+    header = 24 + 4 * flag
+    if length < header:
+        raise FBNetError("%s is corrupt: %s has a bad label header; re-pack the data"
+                         % (rec, where))
+    if flag == 0:
+        labels = np.array([label], dtype=np.float32)
+    else:  # a label array follows the fixed header; the first entry is the class
+        raw = body[24:header] if with_payload else os.pread(fd, 4 * flag, offset + 32)
+        labels = np.frombuffer(raw, dtype=np.float32)
+    return labels, length, header, body[header:] if with_payload else None
+
+
+def read_header(f, offset, size, rec):
+    """(label, payload length, header size) of the record at ``offset`` of the open file
+    ``f``, its payload not read."""
+    labels, length, header, _ = _parse_record(f.fileno(), offset, size, rec,
+                                              "the record at byte %d" % offset, False)
+    return float(labels[0]), length, header
 
 
 def read_index_entries(idx, rec):
@@ -173,23 +186,7 @@ def check_recordio(rec, idx=None, decode_samples=16, what="data", offsets=None):
 
 
 def read_record(fd, offset, size, rec, key):
-    """(label array, payload bytes) of the record at ``offset``; thread-safe (``pread``)."""
-    head = os.pread(fd, 8, offset) if offset + 8 <= size else b""
-    if len(head) < 8:
-        raise FBNetError("%s: record %d points past the end of the file (byte %d of %d); the "
-                         ".idx belongs to another file: rebuild it or re-pack" % (rec, key,
-                                                                                  offset, size))
-    magic, lrec = struct.unpack("<II", head)
-    length = lrec & LENGTH_MASK
-    if magic != RECORD_MAGIC or lrec >> 29 != 0 or length < 24 or offset + 8 + length > size:
-        raise FBNetError("%s: record %d (byte %d) is corrupt or truncated; re-pack the data"
-                         % (rec, key, offset))
-    body = os.pread(fd, length, offset + 8)
-    flag, label, _, _ = struct.unpack("<IfQQ", body[:24])
-    if flag > 0:
-        if length < 24 + 4 * flag:
-            raise FBNetError("%s: record %d (byte %d) has a bad label header; re-pack the "
-                             "data" % (rec, key, offset))
-        labels = np.frombuffer(body[24:24 + 4 * flag], dtype=np.float32)
-        return labels, body[24 + 4 * flag:]
-    return np.array([label], dtype=np.float32), body[24:]
+    """(label array, payload bytes) of record ``key`` at ``offset``; thread-safe."""
+    labels, _, _, payload = _parse_record(fd, offset, size, rec,
+                                          "record %d (byte %d)" % (key, offset), True)
+    return labels, payload

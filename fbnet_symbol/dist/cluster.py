@@ -172,15 +172,15 @@ def exactly(batches, count, empty_batch):
         yield last, 0
 
 
-def average_batchnorm_statistics(cluster, exec_group):
+def average_batchnorm_statistics(collective, exec_group):
     """Every worker's BN moving statistics replaced by their mean over workers (the dist
     counterpart of Module averaging them over devices), so rank 0's checkpoint speaks for
     all the data and a resumed run continues from the same numbers."""
-    if not cluster.distributed or not exec_group.aux_arrays:
+    if not collective.distributed or not exec_group.aux_arrays:
         return
     mine = np.concatenate([sum(a.asnumpy() for a in devs).ravel() / len(devs)
                            for devs in exec_group.aux_arrays])
-    mean = cluster.allreduce(mine, "batchnorm_statistics") / cluster.size
+    mean = collective.allreduce(mine, "batchnorm_statistics") / collective.size
     start = 0
     for devs in exec_group.aux_arrays:
         size = devs[0].size
@@ -190,16 +190,16 @@ def average_batchnorm_statistics(cluster, exec_group):
         start += size
 
 
-def check_workers_agree(cluster, settings, data_sizes, position, arg_params, when):
-    """Stop every worker unless all hold the same settings (a JSON-ready dict), data sizes,
-    position (list of ints) and parameters."""
-    if not cluster.distributed:
+def check_workers_agree(collective, run_view, data_sizes, position, arg_params, when):
+    """Stop every worker unless all hold the same settings (``run_view``, a JSON-ready
+    dict), data sizes, position (list of ints) and parameters."""
+    if not collective.distributed:
         return
-    encoded = json.dumps(settings, sort_keys=True).encode()
-    cluster.check_agreement(np.frombuffer(hashlib.sha256(encoded).digest()[:6], np.uint8),
+    encoded = json.dumps(run_view, sort_keys=True).encode()
+    collective.check_agreement(np.frombuffer(hashlib.sha256(encoded).digest()[:6], np.uint8),
                             "their settings")
-    cluster.check_agreement(data_sizes, "the size of their data files")
-    cluster.check_agreement(position, "the position in the run")
-    cluster.check_agreement(np.concatenate([arg_params[n].asnumpy().ravel()
+    collective.check_agreement(data_sizes, "the size of their data files")
+    collective.check_agreement(position, "the position in the run")
+    collective.check_agreement(np.concatenate([arg_params[n].asnumpy().ravel()
                                             for n in sorted(arg_params)]),
                             "theta and weights " + when, key="parameters")

@@ -17,7 +17,7 @@ from ..dist.devices import device_name, runtime_info
 from ..cli import module_command
 from ..errors import FBNetError
 from ..fileio import default_cache_dir
-from ..space.architecture import architecture_from_settings, layout_from_settings
+from ..space.architecture import architecture_described, layout_described
 from ..space.heads import HeadConfig, build_head
 from ..space.network import LABEL_NAME, build_block, build_embedding, build_network, tail_channels
 from ..space.spaces import block_module
@@ -55,13 +55,13 @@ def fixed_symbols(layout, num_classes, head, feature_dim):
              (tail_channels(layout),))]
 
 
-def reference_network(settings, num_classes):
+def reference_network(network, num_classes):
     """The graph that gauges the device's speed: the whole network of every layer's first
-    candidate with the table's head (``settings``: :func:`settings_of` a table). Timed beside
+    candidate with the table's head (``network``: :func:`settings_of` a table). Timed beside
     the blocks when a table is measured and beside the networks when it is validated; a
     whole network moves with the machine's speed the way the networks being predicted do."""
-    layout = layout_from_settings(settings)
-    arch = architecture_from_settings(settings, [l.candidates[0] for l in layout.layers],
+    layout = layout_described(network)
+    arch = architecture_described(network, [l.candidates[0] for l in layout.layers],
                                       "reference")
     return build_network(arch, num_classes, layout.image_shape, mode="logits"), \
         tuple(layout.image_shape)

@@ -171,7 +171,7 @@ class LatencyTable:
 
 def settings_of(meta):
     """Table metadata (space, preset, shape, width, head, feature_dim) as run settings, for
-    :func:`~fbnet_symbol.space.architecture.architecture_from_settings` and its layout twin."""
+    :func:`~fbnet_symbol.space.architecture.architecture_described` and its layout twin."""
     head = meta.get("head") or {}
     return {"space": meta["space"], "preset": meta["preset"], "width_mult": meta["width_mult"],
             "image_shape": meta["image_shape"], "model_type": head.get("type", "softmax"),

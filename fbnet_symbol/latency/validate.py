@@ -14,8 +14,8 @@ from scipy import stats
 
 from ..errors import FBNetError
 from ..fileio import atomic_write, pyplot, save_figure
-from ..space.architecture import (architecture_from_settings, distinct_blocks,
-                                  layout_from_settings, named_architectures_of)
+from ..space.architecture import (architecture_described, distinct_blocks,
+                                  layout_described, named_architectures_of)
 from ..space.heads import HeadConfig
 from ..space.network import build_network
 from .measure import fixed_symbols, reference_network
@@ -38,11 +38,11 @@ def error_stats(predicted, measured):
 
 
 def table_layout(table):
-    return layout_from_settings(table.settings())
+    return layout_described(table.settings())
 
 
 def table_architecture(table, blocks, name):
-    return architecture_from_settings(table.settings(), blocks, name)
+    return architecture_described(table.settings(), blocks, name)
 
 
 def random_blocks(layout, rng, concentration=DIRICHLET_CONCENTRATION):

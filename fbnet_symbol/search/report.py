@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from ..fileio import atomic_write
-from ..space.architecture import architecture_from_settings
+from ..space.architecture import architecture_described
 from ..train.trainer import Callback
 from . import theta as theta_
 
@@ -25,7 +25,8 @@ class SearchReport(Callback):
 
     def __init__(self, task, out):
         self.task, self.out = task, out
-        self.layout, self.table, self.settings = task.layout, task.table, task.settings
+        self.layout, self.table, self.network = task.layout, task.table, task.config.network
+        self.theta_init = task.config.theta_init
 
     def on_start(self):
         self.table.save(os.path.join(self.out, "lut.txt"))
@@ -47,7 +48,7 @@ class SearchReport(Callback):
         theta_.write_theta_text(
             os.path.join(self.out, "theta-result", "epoch_%d_theta.txt" % epoch), self.layout,
             theta)
-        arch = architecture_from_settings(self.settings, record["blocks"], "searched")
+        arch = architecture_described(self.network, record["blocks"], "searched")
         atomic_write(os.path.join(self.out, "arch.json"), arch.to_json())
         atomic_write(os.path.join(self.out, "theta-result", "epoch_%d_arch.json" % epoch),
                      arch.to_json())
@@ -61,16 +62,16 @@ class SearchReport(Callback):
 
     def _plots(self, probs, blocks, history):
         from .plots import plot_distribution, plot_latency, plot_theta_history
-        s, out = self.settings, self.out
+        s, out = self.network, self.out
         chosen = {l.name: b for l, b in zip(self.layout.layers, blocks)}
         plot_distribution(self.layout, probs, os.path.join(out, "distribution.png"),
                           "P_theta after epoch %d (%s/%s); boxes: argmax"
-                          % (history[-1]["epoch"], s.space, s.preset), chosen)
+                          % (history[-1]["epoch"], s["space"], s["preset"]), chosen)
         plot_latency(history, os.path.join(out, "latency.png"),
                      "expected latency of P_theta (table: %s)"
                      % os.path.basename(self.task.table_path))
         plot_theta_history(self.layout, history, os.path.join(out, "theta.png"),
-                           "P_theta per layer over the epochs (%s/%s)" % (s.space, s.preset))
+                           "P_theta per layer over the epochs (%s/%s)" % (s["space"], s["preset"]))
 
     def summary(self, history):
         last = history[-1] if history else {}
@@ -89,5 +90,5 @@ class SearchReport(Callback):
     def initial_expected_latency(self):
         """E[LAT] under the initial θ (every entry ``--theta-init``: uniform)."""
         return theta_.expected_latency(self.layout, self.table, {
-            l.name: np.full(len(l.candidates), self.settings.theta_init)
+            l.name: np.full(len(l.candidates), self.theta_init)
             for l in self.layout.layers})

@@ -27,6 +27,7 @@ from ..train.evaluation import top1_evaluation
 from ..train.run_env import RunEnv
 from ..train.task import TrainReport, TrainTask
 from ..train.trainer import Callback, StopRequested, Trainer  # noqa: F401 (StopRequested: API)
+from .parts import env_config, loop_config, search_task_config
 from .report import SearchReport
 from .task import SearchTask
 
@@ -86,7 +87,7 @@ class SearchRun:
     def __init__(self, settings, evaluations=None):
         s = self.settings = resolve_run(settings)
         use_threads(choose_threads(s.threads)[0])  # warns if MXNet keeps another
-        self.env = RunEnv(s, ("train",) if s.fixed else ("train", "theta"))
+        self.env = RunEnv(env_config(s), ("train",) if s.fixed else ("train", "theta"))
         # one run per output folder, refused before any work (rank 0 alone writes)
         self.lock = FolderLock(self.env.out)
         if self.env.writer:
@@ -102,10 +103,10 @@ class SearchRun:
     def _build(self, evaluations):
         s = self.settings
         if s.fixed:
-            self.task = TrainTask(self.env)
+            self.task = TrainTask(s.arch, self.env)
             report = TrainReport(self.task, self.env.out)
         else:
-            self.task = SearchTask(self.env)
+            self.task = SearchTask(search_task_config(s), self.env)
             report = SearchReport(self.task, self.env.out)
         if evaluations is None:
             evaluations = []
@@ -114,8 +115,8 @@ class SearchRun:
             if s.verify and self.env.writer:
                 evaluations.append(verification_evaluation(s.verify, self.env.image_shape,
                                                            self.env.progress))
-        self.trainer = Trainer(self.env, self.task, evaluations,
-                               [_RunLog(self.env, self.task), report])
+        self.trainer = Trainer(loop_config(s), self.env, self.task, evaluations,
+                               [_RunLog(s, self.env, self.task), report])
 
     def run(self, stop_after_steps=None):
         """Train to the last epoch; returns a summary dict (see :meth:`Trainer.run`)."""
@@ -128,12 +129,12 @@ class SearchRun:
 class _RunLog(Callback):
     """The run's opening log line and the summary keys every run has."""
 
-    def __init__(self, env, task):
-        self.env, self.task = env, task
+    def __init__(self, settings, env, task):
+        self.settings, self.env, self.task = settings, env, task
 
     def on_start(self):
-        s, env = self.env.settings, self.env
-        splits = dict.fromkeys(self.task.split(stage) for stage in self.task.stages(s.epochs - 1))
+        s, env = self.settings, self.env
+        splits = dict.fromkeys(self.task.split(phase) for phase in self.task.phases(s.epochs - 1))
         logger.info("%s %s/%s at %s on %s (%d threads): %d classes, batch %d, %d epochs "
                     "(%d warm-up), %s images",
                     "training %s from scratch:" % (s.arch.name or "the architecture")

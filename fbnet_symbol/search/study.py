@@ -200,8 +200,8 @@ def _with_table(base, device, policy, progress):
         return base
     from ..latency.measure import cached_table
     from ..latency.timing import TimingPolicy
-    from ..space.architecture import layout_from_settings
-    return replace(base, lut=cached_table(layout_from_settings(base), device,
+    from ..space.architecture import layout_described
+    return replace(base, lut=cached_table(layout_described(base), device,
                                           base.lut_batch_size, policy or TimingPolicy(),
                                           progress)[1])
 

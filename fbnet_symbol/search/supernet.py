@@ -84,36 +84,39 @@ class Supernet:
     alpha, beta : float
         Latency-loss parameters (paper: 0.2, 0.6).
     loss_form : {'add', 'mul', 'relative'}
-    noise : {'batch', 'sample'}
+    noise_mode : {'batch', 'sample'}
         One Gumbel draw per layer per batch or per sample.
     theta_init : float
         Initial value of every theta entry (the seed's: 1.0, i.e. uniform).
     space : str
         A name of :data:`~fbnet_symbol.space.spaces.SPACES` (set by the subclasses).
 
-    The search's values of the keyword-only parameters are settings
-    (:class:`~fbnet_symbol.settings.Settings`, :meth:`from_settings`), defined there once.
+    A search's values of these parameters are its settings
+    (:class:`~fbnet_symbol.settings.Settings`), passed on by
+    :func:`fbnet_symbol.search.task.build_supernet`.
     """
 
     space = None
 
     def __init__(self, num_classes, lut, preset, image_shape=None, width_mult=1.0,
-                 head=None, feature_dim=None, *, alpha, beta, loss_form, noise, theta_init,
+                 head=None, feature_dim=None, *, alpha, beta, loss_form, noise_mode, theta_init,
                  space=None):
         self.space = space or self.space
         check_num_classes(num_classes)
         if loss_form not in LOSS_FORMS:
             raise FBNetError("unknown --loss-form %r; choose add (the seed's), mul (the "
                              "paper's) or relative" % (loss_form,))
-        if noise not in NOISE_MODES:
-            raise FBNetError("unknown Gumbel noise mode %r; choose batch or sample" % (noise,))
+        if noise_mode not in NOISE_MODES:
+            raise FBNetError("unknown Gumbel noise mode %r; choose batch or sample"
+                             % (noise_mode,))
         self.layout = decode_space(self.space, preset, image_shape, width_mult)
         self.num_classes = num_classes
         self.head = head or HeadConfig()
         self.feature_dim = (self.layout.preset.feature_dim or 0) if feature_dim is None \
             else feature_dim
         self.alpha, self.beta = float(alpha), float(beta)
-        self.loss_form, self.noise, self.theta_init = loss_form, noise, float(theta_init)
+        self.loss_form, self.noise_mode = loss_form, noise_mode
+        self.theta_init = float(theta_init)
         self.lut = lut.check(self.layout)
         sizes = [len(l.candidates) for l in self.layout.layers]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
@@ -124,16 +127,6 @@ class Supernet:
         self._symbol = None
 
     # ------------------------------------------------------------ names
-    @classmethod
-    def from_settings(cls, settings, num_classes, lut):
-        """The supernet resolved settings describe (a :class:`~fbnet_symbol.settings.Settings`
-        or anything with its fields)."""
-        s = settings
-        head = HeadConfig(type=s.model_type, s=s.margin_s, m=s.margin_m)
-        return cls(num_classes, lut, s.preset, s.image_shape, s.width_mult, head,
-                   s.feature_dim, alpha=s.alpha, beta=s.beta, loss_form=s.loss_form,
-                   noise=s.noise, theta_init=s.theta_init, space=s.space)
-
     @property
     def theta_names(self):
         return theta_.theta_names(self.layout)
@@ -178,7 +171,7 @@ class Supernet:
                                             name=p + "_latency"))
             weights = [mx.sym.slice_axis(m, axis=1, begin=i, end=i + 1, name="%s_w%d" % (p, i))
                        for i in range(k)]
-            if self.noise == "batch" and can_fold_weights(layout, layer):
+            if self.noise_mode == "batch" and can_fold_weights(layout, layer):
                 # sum_i m_i * (f_i(x) + x) + m_skip * x  =  sum_i f_i(x; m_i) + x
                 # (the m sum to 1); the identity's share is the residual x
                 branches = [build_block(x, layout, layer, name, scale=w)
@@ -198,7 +191,7 @@ class Supernet:
             lat_term = self.alpha * mx.sym.log(latency / self.reference_latency)
         else:
             lat_term = self.alpha * mx.sym.pow(mx.sym.log1p(latency), self.beta)
-        if self.noise == "batch":
+        if self.noise_mode == "batch":
             # one value per sample, so the gradient is exact for any device count
             lat_term = mx.sym.broadcast_like(lat_term, ce)
             latency = mx.sym.broadcast_like(latency, ce)
@@ -213,7 +206,7 @@ class Supernet:
         """``w * out`` as a matrix product, so that the backward pass — the gradient of
         ``w`` is a dot product over the whole feature map — runs in BLAS; a broadcast
         multiply reduces it with a slow generic kernel (measured: a third of a step)."""
-        if self.noise == "batch":  # w: (1, 1)
+        if self.noise_mode == "batch":  # w: (1, 1)
             flat = mx.sym.reshape(out, shape=(-1, 1), name=name + "_flat")
             prod = mx.sym.dot(flat, w, name=name + "_dot")
         else:  # w: (N, 1), one weight per sample
@@ -225,10 +218,10 @@ class Supernet:
     def input_descs(self, batch_size):
         """Data descriptors: only ``data``, ``sample_weight`` (and per-sample noise) are split."""
         c, h, w = self.layout.image_shape
-        noise_shape = (1, self.num_choices) if self.noise == "batch" else (batch_size, self.num_choices)
+        noise_shape = self.noise_shape(batch_size)
         return [
             mx.io.DataDesc(DATA_NAME, (batch_size, c, h, w), layout="NCHW"),
-            mx.io.DataDesc(GUMBEL, noise_shape, layout="CX" if self.noise == "batch" else "NC"),
+            mx.io.DataDesc(GUMBEL, noise_shape, layout="CX" if self.noise_mode == "batch" else "NC"),
             mx.io.DataDesc(TEMPERATURE, (1, 1), layout="CX"),
             mx.io.DataDesc(LUT, (1, self.num_choices), layout="CX"),
             mx.io.DataDesc(SAMPLE_WEIGHT, (batch_size,), layout="N"),
@@ -247,7 +240,7 @@ class Supernet:
             label=[label], pad=n - valid)
 
     def noise_shape(self, batch_size):
-        return (1 if self.noise == "batch" else batch_size, self.num_choices)
+        return (1 if self.noise_mode == "batch" else batch_size, self.num_choices)
 
     # ------------------------------------------------------------ reading theta
     def split_theta(self, arg_params):

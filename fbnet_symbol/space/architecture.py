@@ -1,4 +1,4 @@
-"""Architecture JSON — a space, a preset, one candidate per layer — and settings to architecture.
+"""Architecture JSON (a space, a preset, one candidate per layer), and the architecture a network description names.
 
 The format (written by the sampler, read by the network builder, the latency sum and
 the MAC counter)::
@@ -240,25 +240,27 @@ def load_architecture(spec, expect_space=None):
     return arch
 
 
-def _get(settings, key):
-    return settings.get(key) if isinstance(settings, dict) else getattr(settings, key, None)
+def _get(network, key):
+    return network.get(key) if isinstance(network, dict) else getattr(network, key, None)
 
 
-def architecture_from_settings(settings, blocks, name=None):
-    """The architecture of ``blocks`` under a run's settings (a :class:`Settings`, the
-    ``args.json`` of a run, or :meth:`LatencyTable.settings`): space, preset, width and
-    head (``model_type``, ``feature_dim``, ``margin_s``, ``margin_m``)."""
-    head = {"type": _get(settings, "model_type") or "softmax"}
+def architecture_described(network, blocks, name=None):
+    """The architecture of ``blocks`` in the network ``network`` describes — a mapping or
+    object with ``space``, ``preset``, ``width_mult`` and the head's ``model_type``,
+    ``feature_dim``, ``margin_s``, ``margin_m`` (a run's ``args.json``, a table's
+    :meth:`LatencyTable.settings`, a search's network)."""
+    head = {"type": _get(network, "model_type") or "softmax"}
     for key, setting in (("feature_dim", "feature_dim"), ("s", "margin_s"), ("m", "margin_m")):
-        if _get(settings, setting) is not None:
-            head[key] = _get(settings, setting)
-    return Architecture(space=_get(settings, "space"), preset=_get(settings, "preset"),
+        if _get(network, setting) is not None:
+            head[key] = _get(network, setting)
+    return Architecture(space=_get(network, "space"), preset=_get(network, "preset"),
                         blocks=tuple(blocks), head=HeadConfig(**head),
-                        width_mult=_get(settings, "width_mult") or 1.0, name=name)
+                        width_mult=_get(network, "width_mult") or 1.0, name=name)
 
 
-def layout_from_settings(settings, image_shape=None):
-    """The decoded space a run's settings describe (``image_shape``: overrides theirs)."""
-    shape = image_shape or _get(settings, "image_shape")
-    return decode_space(_get(settings, "space"), _get(settings, "preset"),
-                        tuple(shape) if shape else None, _get(settings, "width_mult") or 1.0)
+def layout_described(network, image_shape=None):
+    """The decoded space ``network`` describes (see :func:`architecture_described`; its
+    ``image_shape``, or ``image_shape`` given here)."""
+    shape = image_shape or _get(network, "image_shape")
+    return decode_space(_get(network, "space"), _get(network, "preset"),
+                        tuple(shape) if shape else None, _get(network, "width_mult") or 1.0)

@@ -56,8 +56,8 @@ class StopSignals:
 
     def stopped(self, position, step, checkpoint, out):
         """The :class:`RunInterrupted` a run raises once its checkpoint is written."""
-        epoch, stage, batch = position
+        epoch, phase, batch = position
         return RunInterrupted(
-            "%s at epoch %d, %s stage, batch %d (step %d); checkpoint %s written: resume with "
-            "--load-model-path %s" % (self.name, epoch, stage, batch, step, checkpoint, out),
+            "%s at epoch %d, %s phase, batch %d (step %d); checkpoint %s written: resume with "
+            "--load-model-path %s" % (self.name, epoch, phase, batch, step, checkpoint, out),
             self.exit_code)

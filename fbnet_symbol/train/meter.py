@@ -1,10 +1,10 @@
-"""What a stage of the training loop measures as it goes: its mean loss and top-1, the loop's
+"""What a phase of the training loop measures as it goes: its mean loss and top-1, the loop's
 own throughput, and the lines the progress bar and the log show."""
 import time
 
 
-class StageMeter:
-    """A stage's running figures: mean CE, top-1 and the task's averaged outputs, the loop's
+class PhaseMeter:
+    """A phase's running figures: mean CE, top-1 and the task's averaged outputs, the loop's
     own throughput (from the end of the first step: warm-up excluded, waiting for data
     included), and what the bar and the log show."""
 
@@ -37,7 +37,7 @@ class StageMeter:
             " ".join("%s %.2f" % kv for kv in self.status.items()))
 
     def log_line(self, lr):
-        """The figures since the start of the stage and the speed since the last line."""
+        """The figures since the start of the phase and the speed since the last line."""
         n, shown = self._means()
         now = time.time()
         line = "CE %.4f acc %.4f %s lr %.3g %s, %.1f samples/s" % (
@@ -47,18 +47,18 @@ class StageMeter:
         self.tick, self.tick_samples = now, 0
         return line
 
-    def result(self, stage, env):
-        """The stage's record entries, summed over every worker."""
+    def result(self, phase, env):
+        """The phase's record entries, summed over every worker."""
         sums, clock = dict(self.sums), self.clock
         sums["seconds"] = clock[-1][0] - clock[0][0] if len(clock) > 1 else 0.0
         sums["timed"] = sum(valid for _, valid in clock[1:])
-        if env.cluster.distributed:  # the logs of record speak for every worker's images
+        if env.collective.distributed:  # the logs of record speak for every worker's images
             keys = sorted(sums)
-            sums = dict(zip(keys, env.cluster.allreduce([sums[k] for k in keys],
-                                                        "stage_sums").tolist()))
+            sums = dict(zip(keys, env.collective.allreduce([sums[k] for k in keys],
+                                                        "phase_sums").tolist()))
         n = max(sums["n"], 1)
-        out = {"%s_ce" % stage: sums["ce"] / n, "%s_acc" % stage: sums["correct"] / n}
-        out.update({"%s_%s" % (stage, key): sums[key] / n for key in self.extra})
+        out = {"%s_ce" % phase: sums["ce"] / n, "%s_acc" % phase: sums["correct"] / n}
+        out.update({"%s_%s" % (phase, key): sums[key] / n for key in self.extra})
         if sums["seconds"] > 0:  # images per second of all workers together
-            out["%s_samples_per_s" % stage] = sums["timed"] * env.num_workers / sums["seconds"]
+            out["%s_samples_per_s" % phase] = sums["timed"] * env.num_workers / sums["seconds"]
         return out

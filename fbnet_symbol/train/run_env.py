@@ -1,12 +1,13 @@
 """What a run stands on: devices, the kvstore and this worker's rank, and the checked data files.
 
-Set up once from resolved :class:`~fbnet_symbol.settings.Settings`, before any network is
-built, and shared by the trainer and its task. Only rank 0 writes files of record
+Set up once from an :class:`EnvConfig` (the run layer builds it from the resolved
+settings), before any network is built, and shared by the trainer and its task. Only rank 0 writes files of record
 (:attr:`RunEnv.writer`); every worker reads its own shard of each split.
 """
 import logging
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,17 +27,37 @@ def derived_seed(*parts):
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
+@dataclass(frozen=True)
+class EnvConfig:
+    """What a run stands on, given explicitly."""
+    out: str                   # the run's folder (--save-model-path)
+    train_rec: str
+    image_shape: tuple
+    batch_size: int            # per worker
+    seed: int
+    theta_rec: str = None
+    # theta's images taken from train_rec, every 5th image of each identity (InsightFace's
+    # folder, or --theta-rec naming the --train-rec file)
+    theta_from_train: bool = False
+    from_data_dir: bool = False  # train_rec is --data-dir's train.rec
+    val_rec: str = None
+    gpu: str = None            # --gpu's devices (None: the CPU)
+    kv_store: str = "device"
+    progress: bool = True
+    embedded: bool = False     # the embedded digits (a log line says so)
+
+
 class RunEnv:
-    """Devices, kvstore, rank and data of one run (``settings`` already resolved).
+    """Devices, kvstore, rank and data of one run.
 
     ``splits``: the splits the task trains on (``train``, and for a search ``theta``);
-    ``--val-rec`` adds ``val`` on rank 0.
+    ``val_rec`` adds ``val`` on rank 0.
     """
 
-    def __init__(self, settings, splits=("train", "theta")):
-        s = self.settings = settings
+    def __init__(self, config, splits=("train", "theta")):
+        s = self.config = config
         self.splits = tuple(splits)
-        self.out = os.path.abspath(s.save_model_path)
+        self.out = os.path.abspath(s.out)
         self.contexts = parse_devices(s.gpu)
         n = len(self.contexts)
         if s.batch_size < 1 or s.batch_size % n:
@@ -45,11 +66,11 @@ class RunEnv:
         check_kvstore_type(s.kv_store)
         # one kvstore per process, created before anything that must agree across workers
         self.kv = create_kvstore(s.kv_store, n)
-        self.cluster = Collective(self.kv)
-        self.rank, self.num_workers = self.cluster.rank, self.cluster.size
+        self.collective = Collective(self.kv)  # sums and checks across workers
+        self.rank, self.num_workers = self.collective.rank, self.collective.size
         self.writer = self.rank == 0  # only rank 0 writes files of record
         self.progress = s.progress
-        if self.cluster.distributed:
+        if self.collective.distributed:
             if self.writer:  # the other workers log to their console only
                 add_log_file(os.path.join(self.out, "search.log"))
             else:
@@ -66,23 +87,23 @@ class RunEnv:
 
     @property
     def image_shape(self):
-        return tuple(self.settings.image_shape)
+        return tuple(self.config.image_shape)
 
     def _check_data(self):
-        s = self.settings
+        s = self.config
         data = {"train": check_data(s.train_rec, what="--train-rec")}
         if "theta" not in self.splits:
             pass  # nothing trains theta: the weights get every image of --train-rec
-        elif os.path.abspath(s.theta_rec) != os.path.abspath(s.train_rec):
+        elif not s.theta_from_train:
             data["theta"] = check_data(s.theta_rec, what="--theta-rec")
-        elif data["train"].layout == "flat" and not s.data_dir:
+        elif data["train"].indexing == "flat" and not s.from_data_dir:
             raise FBNetError("--train-rec and --theta-rec are the same flat file %s; split it "
                              "with python -m fbnet_symbol.data split %s --out-a train --out-b "
                              "theta" % (s.train_rec, s.train_rec))
         else:  # --data-dir (either layout): theta split off by image, the file read in place
             data["train"], data["theta"] = data["train"].split()
             logger.info("%s (%s): %d classes; weight split %d images, theta split %d (every "
-                        "5th image of each class)", s.train_rec, data["train"].layout,
+                        "5th image of each class)", s.train_rec, data["train"].indexing,
                         data["train"].num_classes, data["train"].num_records,
                         data["theta"].num_records)
         # validation runs on rank 0 only: the other workers need no copy of --val-rec
@@ -102,12 +123,12 @@ class RunEnv:
         """Steps of one pass over a split: the same on every worker (a dist_sync step
         needs all of them), each worker taking ``--batch-size`` images of its shard."""
         return math.ceil(self.data[split].num_records
-                         / (self.settings.batch_size * self.num_workers))
+                         / (self.config.batch_size * self.num_workers))
 
     def iterator(self, split, epoch, stream, mirror=False):
         """This worker's shard of ``split`` in epoch ``epoch``'s order (a pure function of
         the run seed, the epoch and ``stream``, so a resumed run sees the same batches)."""
-        s = self.settings
+        s = self.config
         return data_iter(self.data[split], self.image_shape, s.batch_size, shuffle=True,
                          seed=derived_seed(s.seed, epoch, stream), rand_mirror=mirror,
                          num_parts=self.num_workers, part_index=self.rank)

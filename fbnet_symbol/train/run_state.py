@@ -1,4 +1,4 @@
-"""Where a run is (epoch, stage, batch, step, history) and its checkpoints: save, resume, resume checks.
+"""Where a run is (epoch, phase, batch, step, history) and its checkpoints: save, resume, resume checks.
 
 A checkpoint holds the parameters, every optimizer's whole state and this position, so a
 run killed at any moment and resumed from its last checkpoint retraces the uninterrupted
@@ -24,23 +24,24 @@ class RunState:
         self.prefix = prefix
         self.checkpoints = CheckpointFolder(os.path.join(out, "checkpoints"), prefix, keep=keep)
         self.global_step = 0
-        self.position = (0, "weight", 0)  # (epoch, stage, batches done in that stage)
+        self.position = (0, "weight", 0)  # (epoch, phase, batches done in that phase)
         self.history = []
         self.last_checkpoint = None
 
-    def advance(self, epoch, stage, batch):
-        """One step done: ``batch`` batches of ``stage`` in ``epoch``."""
+    def advance(self, epoch, phase, batch):
+        """One step done: ``batch`` batches of ``phase`` in ``epoch``."""
         self.global_step += 1
-        self.position = (epoch, stage, batch)
+        self.position = (epoch, phase, batch)
 
     def record_epoch(self, record):
         """Add (or replace, after a resume inside that epoch) an epoch's record."""
         self.history = [h for h in self.history if h["epoch"] != record["epoch"]] + [record]
 
     def save(self, symbol, arg_params, aux_params, modules, meta):
-        """Write a checkpoint of the current position; ``modules``: {stage: Module}."""
-        epoch, stage, batch = self.position
-        meta = dict(meta, epoch=epoch, stage=stage, batch=batch, global_step=self.global_step,
+        """Write a checkpoint of the current position; ``modules``: {phase: Module}."""
+        epoch, phase, batch = self.position
+        # "stage": the key checkpoints have always had for the phase (files users keep)
+        meta = dict(meta, epoch=epoch, stage=phase, batch=batch, global_step=self.global_step,
                     history=self.history)
         states = {name: mod._updater.get_states(dump_optimizer=True)
                   for name, mod in modules.items()}
@@ -85,7 +86,7 @@ class RunState:
         self.position = (ckpt.meta["epoch"], ckpt.meta["stage"], ckpt.meta["batch"])
         self.history = ckpt.meta.get("history", [])
         self.last_checkpoint = ckpt.params_path
-        logger.info("resumed from %s: epoch %d, %s stage, batch %d (step %d)",
+        logger.info("resumed from %s: epoch %d, %s phase, batch %d (step %d)",
                     ckpt.params_path, *self.position, self.global_step)
 
 

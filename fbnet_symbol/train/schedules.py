@@ -1,12 +1,13 @@
 """The weight learning-rate schedules: the seed's cosine with a linear rise after each restart, cosine, steps."""
 import math
+from dataclasses import dataclass
 
 import mxnet as mx
 
 from ..errors import FBNetError
 
 
-class CosineDecayScheduler_Grad(mx.lr_scheduler.LRScheduler):  # noqa: N801 (the seed's name)
+class CosineWithLinearRise(mx.lr_scheduler.LRScheduler):
     """Cosine decay with warm restarts whose restarts *rise* linearly (the seed's schedule).
 
     Period ``k`` (k = 0, 1, ...) lasts ``T_k = first_decay_step * t_mul**k`` updates, has
@@ -59,6 +60,10 @@ class CosineDecayScheduler_Grad(mx.lr_scheduler.LRScheduler):  # noqa: N801 (the
         return lr
 
 
+# the seed's name, which its users import (``from util import CosineDecayScheduler_Grad``)
+CosineDecayScheduler_Grad = CosineWithLinearRise
+
+
 class CosineScheduler(mx.lr_scheduler.LRScheduler):
     """Plain cosine from ``base_lr`` to ``final_lr`` over ``max_update`` updates."""
 
@@ -89,21 +94,34 @@ class StepScheduler(mx.lr_scheduler.LRScheduler):
         return self.base_lr
 
 
-def make_scheduler(settings, batches_per_epoch):
-    """The weight learning-rate schedule ``--lr-scheduler`` names, in updates."""
-    s = settings
-    if s.lr_scheduler == "cosine_grad":
-        return CosineDecayScheduler_Grad(s.cosine_decay_step or batches_per_epoch, s.t_mul,
-                                         s.m_mul, s.lr_floor, s.lr, s.rise_region)
-    if s.lr_scheduler == "cosine":
-        return CosineScheduler(batches_per_epoch * s.epochs, s.lr, s.lr * s.lr_floor)
-    if s.lr_scheduler == "step":
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The weight learning-rate schedule: ``kind`` (``--lr-scheduler``) and what it needs."""
+    kind: str
+    lr: float
+    epochs: int
+    lr_floor: float = 0.001      # the floor, a fraction of the peak
+    t_mul: float = 2.0           # cosine_grad: period growth, peak decay, linear rise
+    m_mul: float = 0.9
+    rise_region: int = 100
+    cosine_decay_step: int = None  # cosine_grad's first period in updates (None: an epoch)
+    lr_step_epochs: str = None   # step: "30,60"
+
+
+def make_scheduler(config, batches_per_epoch):
+    """The weight learning-rate schedule ``config`` names, in updates."""
+    c = config
+    if c.kind == "cosine_grad":
+        return CosineWithLinearRise(c.cosine_decay_step or batches_per_epoch, c.t_mul,
+                                    c.m_mul, c.lr_floor, c.lr, c.rise_region)
+    if c.kind == "cosine":
+        return CosineScheduler(batches_per_epoch * c.epochs, c.lr, c.lr * c.lr_floor)
+    if c.kind == "step":
         try:
-            epochs = [int(e) for e in (s.lr_step_epochs or "").split(",") if e.strip()]
+            epochs = [int(e) for e in (c.lr_step_epochs or "").split(",") if e.strip()]
         except ValueError:
             epochs = None
         if not epochs:
             raise FBNetError("--lr-scheduler step needs --lr-step-epochs like 30,60")
-        return StepScheduler([e * batches_per_epoch for e in epochs], 0.1, s.lr)
-    raise FBNetError("unknown --lr-scheduler %r; choose cosine_grad, cosine or step"
-                     % s.lr_scheduler)
+        return StepScheduler([e * batches_per_epoch for e in epochs], 0.1, c.lr)
+    raise FBNetError("unknown --lr-scheduler %r; choose cosine_grad, cosine or step" % c.kind)

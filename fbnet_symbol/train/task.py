@@ -21,8 +21,8 @@ DEPLOY_NAME = "model"
 class TrainTask(Task):
     checkpoint_prefix = "model"
 
-    def __init__(self, env):
-        self.arch = env.settings.arch
+    def __init__(self, arch, env):
+        self.arch = arch
         self.net = ChildNet(self.arch, env.num_classes, env.image_shape)
 
     def batch(self, data, label, valid, epoch, step):
