@@ -101,6 +101,11 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, "error: %s (see %s --help)\n" % (message, self.prog))
 
 
+# a run's log, for a search and a fixed training (--arch) alike: the name of the first
+# release, kept because users' scripts read it (files users keep do not change names)
+RUN_LOG = "search.log"
+
+
 def start(threads="auto", log_file=None, chosen=None):
     """The start of every command, before MXNet loads: MXNet's thread count (``--threads``,
     or ``chosen`` as ``(count, why)``), the log (stderr, and ``log_file`` once the run

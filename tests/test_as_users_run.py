@@ -9,6 +9,7 @@ so neither can import ``fbnet_symbol`` except from the clone's path or from the 
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -143,6 +144,10 @@ def pipeline(way, measure_in_search):
         "--search-epochs", "2", "--train-epochs", "1", *data, *SHAPE, "--lut", "speed.json",
         "--batch-size", "8", "--no-progress", "--out", "study")
     assert os.path.isfile(way.path("study", "summary.json"))
+    with open(way.path("study", "study.log")) as f:  # its progress, without a terminal
+        log = f.read()
+    counts = [(int(k), int(n)) for k, n in re.findall(r"finished .* \((\d+) of (\d+)\)", log)]
+    assert counts[0] == (1, 1) and counts[-1][0] == counts[-1][1] >= 4, log  # search, trainings
     face = ["--data-dir", "faces", "--model-type", "arcface", "--margin-s", "16", *SHAPE,
             "--lut", "speed.json", *common]
     way("search", *face, "--save-model-path", "face_search")

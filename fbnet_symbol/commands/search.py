@@ -13,7 +13,7 @@ Every flag is a field of fbnet_symbol.settings.Settings; see README.md for the o
 import logging
 import os
 
-from ..cli import ArgumentParser, start
+from ..cli import RUN_LOG, ArgumentParser, start
 from ..settings import build_parser, from_args
 
 logger = logging.getLogger("test")
@@ -28,7 +28,7 @@ def main(argv=None):
     settings = from_args(args)
     # under launch.py, rank 0 (known only once the kvstore is up) adds the log file itself
     start(settings.threads, None if os.environ.get("DMLC_ROLE") else
-          os.path.join(args.save_model_path, "search.log"))
+          os.path.join(args.save_model_path, RUN_LOG))
     logger.info("arguments: %s", vars(args))
     from ..search.run import SearchRun
     search = SearchRun(settings)
@@ -45,7 +45,7 @@ def main(argv=None):
         print("results in %s:" % summary["save_model_path"])
         print("  model-symbol.json, model-NNNN.params   the inference graph per epoch "
               "(mx.model.load_checkpoint('%s', N))" % summary["deploy_prefix"])
-        print("  arch.json, history.json, search.log, args.json")
+        print("  arch.json, history.json, %s, args.json" % RUN_LOG)
         print("  checkpoints/       resume with --load-model-path %s" % summary["save_model_path"])
         return 0
     print("search finished: %d epochs, expected latency %.3f ms%s" % (
@@ -69,7 +69,7 @@ def main(argv=None):
     print("  theta-result/      theta of every epoch (epoch_N_theta.txt)")
     print("  distribution.png   P_theta per layer; theta.png  P_theta per layer over the epochs")
     print("  latency.png        expected latency and accuracies per epoch")
-    print("  history.json, search.log, args.json, lut.txt/lut.json")
+    print("  history.json, %s, args.json, lut.txt/lut.json" % RUN_LOG)
     print("  checkpoints/       resume with --load-model-path %s" % summary["save_model_path"])
     return 0
 

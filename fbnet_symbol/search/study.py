@@ -127,6 +127,7 @@ def _time_networks(out, nets, template, table, device, policy):
             timed = json.load(f)
     if set(timed) != {n["name"] for n in nets}:
         archs = [template.replace(blocks=tuple(n["blocks"]), name=n["name"]) for n in nets]
+        logger.info("timing %d networks whole on %s, interleaved", len(archs), device)
         report = validate_table(table, device, archs=archs, progress=False,
                                 **({"policy": policy} if policy else {}))
         timed = {n["name"]: n["measured_ms"] for n in report["networks"]}

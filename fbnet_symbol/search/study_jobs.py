@@ -160,18 +160,33 @@ class _Workers:
             raise
 
 
+class _Tally:
+    """Finished runs on the bar and in the log (a study's log shows its progress even
+    without a terminal)."""
+
+    def __init__(self, total, skipped, bar):
+        self.total, self.done, self.bar = total, skipped, bar
+        if bar is not None:
+            bar.update(skipped)
+
+    def add(self, folder):
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update()
+        logging.getLogger(__name__).info("finished %s (%d of %d)", folder, self.done,
+                                         self.total)
+
+
 def run_jobs(jobs, workers, bar=None):
     """The results of ``jobs`` (see :func:`run_job`), ``workers`` processes at a time, each
     with its share of the cores; in this process when ``workers`` is 1."""
     results = [_done(folder) for _, folder, _ in jobs]
     todo = [i for i, r in enumerate(results) if r is None]
-    if bar is not None:
-        bar.update(len(jobs) - len(todo))
+    finished = _Tally(len(jobs), len(jobs) - len(todo), bar)
     if workers <= 1 or len(todo) <= 1:
         for i in todo:
             results[i] = run_job(jobs[i])
-            if bar is not None:
-                bar.update()
+            finished.add(jobs[i][1])
         return results
     from ..threads import cores
     pool = _Workers(workers, max(1, cores() // workers))
@@ -181,8 +196,7 @@ def run_jobs(jobs, workers, bar=None):
                 i = todo.pop(0)
                 pool.start(i, jobs[i])
             i, results[i] = pool.next_finished()
-            if bar is not None:
-                bar.update()
+            finished.add(jobs[i][1])
     except BaseException:
         # Ctrl-C, SIGTERM or a failed run: no new run starts, the runs under way checkpoint
         # their step and end, then this process stops

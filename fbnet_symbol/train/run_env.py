@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cli import add_log_file
+from ..cli import RUN_LOG, add_log_file
 from ..data.check import check_data, data_iter
 from ..dist.cluster import Collective, check_kvstore_type, create_kvstore
 from ..dist.devices import parse_devices
@@ -72,7 +72,7 @@ class RunEnv:
         self.progress = s.progress
         if self.collective.distributed:
             if self.writer:  # the other workers log to their console only
-                add_log_file(os.path.join(self.out, "search.log"))
+                add_log_file(os.path.join(self.out, RUN_LOG))
             else:
                 self.progress = False
             logger.info("worker %d of %d (kvstore %s)", self.rank, self.num_workers, s.kv_store)
