@@ -68,12 +68,18 @@ def _study_flags(data, out, epochs):
             "0.02", "--jobs", "2", "--quick", "--out", str(out), "--no-progress"]
 
 
+def _as_at_a_terminal():
+    """SIGINT handled as in a terminal's foreground job: a test suite started in the
+    background (``make test &``, nohup) has it ignored, and a child keeps that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stop_while_both_search(flags, out, ctrl_c):
     """``fbnet study`` as a user runs it, stopped while both workers search: by SIGTERM to
     the study, or by Ctrl-C (SIGINT to the terminal's whole process group)."""
     proc = subprocess.Popen([sys.executable, "-m", "fbnet_symbol", "study", *flags], cwd=ROOT,
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=ctrl_c)
+                            start_new_session=ctrl_c, preexec_fn=_as_at_a_terminal)
     wait_for(out / "search" / "alpha0_seed0" / "study-run.log", "epoch 0 done", proc)
     if ctrl_c:
         os.killpg(proc.pid, signal.SIGINT)
