@@ -84,9 +84,9 @@ def _parse_record(fd, offset, size, rec, where, with_payload):
     in errors, each a line naming the fix. The one parser of a record's header."""
     head = os.pread(fd, 8, offset) if offset + 8 <= size else b""
     if len(head) < 8:
-        raise FBNetError("%s is truncated: %s points past the end of the file (%d bytes); the "
-                         ".idx belongs to another file: rebuild it (python -m fbnet_symbol.data"
-                         " index %s) or re-pack the data" % (rec, where, size, rec))
+        raise FBNetError("%s is truncated: %s points past the end of the file (%d bytes); "
+                         "re-pack the data, or if the .idx belongs to another file rebuild it "
+                         "(python -m fbnet_symbol.data index %s)" % (rec, where, size, rec))
     magic, lrec = struct.unpack("<II", head)
     if magic != RECORD_MAGIC:
         raise FBNetError("%s is corrupt: no record starts at %s (the .idx may belong to "
