@@ -101,38 +101,75 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, "error: %s (see %s --help)\n" % (message, self.prog))
 
 
+def as_argument(parse):
+    """argparse's ``type`` for a parser of the package: its :class:`FBNetError` becomes
+    argparse's one-line usage error."""
+    def parse_argument(text):
+        try:
+            return parse(text)
+        except FBNetError as e:  # argparse shows an ArgumentTypeError's own message
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse_argument
+
+
+def add_threads_flag(parser):
+    """``--threads`` (default auto) for a command whose parser is not built from the
+    Settings (the same help and parsing as the search's field)."""
+    from .threads import THREADS_HELP, parse_threads
+    parser.add_argument("--threads", default="auto", type=as_argument(parse_threads),
+                        help=THREADS_HELP)
+
+
 # a run's log, for a search and a fixed training (--arch) alike: the name of the first
 # release, kept because users' scripts read it (files users keep do not change names)
 RUN_LOG = "search.log"
 
 
-def start(threads="auto", log_file=None, chosen=None):
-    """The start of every command, before MXNet loads: MXNet's thread count (``--threads``,
-    or ``chosen`` as ``(count, why)``), the log (stderr, and ``log_file`` once the run
-    starts) and a line saying how many threads run. Returns the count."""
-    from .threads import choose_threads, use_threads
-    count, why = chosen or choose_threads(threads)
-    count = use_threads(count)
+def start(threads="auto", log_file=None, chosen=None, announce=True):
+    """The start of every command, right after its flags are read and before MXNet loads:
+    MXNet's thread count (``--threads``, or ``chosen`` as ``(count, why)``; None for a
+    command that runs no MXNet operator itself, e.g. the launcher, whose children choose
+    their own), the log (stderr, and ``log_file`` once the run starts) and a line saying
+    how many threads run (``announce=False``: only in a debug log, for a short command
+    whose output is its answer or its one-line error). Returns the count (None without)."""
+    count = None
+    if threads is not None or chosen is not None:
+        from .threads import choose_threads, use_threads
+        count, why = chosen or choose_threads(threads)
+        count = use_threads(count)
     setup_logging(log_file)
-    logging.getLogger(__name__).info("MXNet operators run %d threads (%s)", count, why)
+    if count is not None:
+        logging.getLogger(__name__).log(logging.INFO if announce else logging.DEBUG,
+                                        "MXNet operators run %d threads (%s)", count, why)
     return count
 
 
 def setup_logging(log_file=None, level=logging.INFO):
     """Console (and optional file) logging for entry scripts; the library only uses loggers.
-    The file is only created when a run starts training (:func:`open_log_files`, called by
-    the trainer): a run refused at its checks leaves nothing on disk; the records logged
-    until then are kept and written first."""
+    Replaces the handlers an earlier call added (a second run in one process logs to its
+    own file only) and leaves everyone else's alone (a caller's, pytest's); adds no console
+    of its own where one already writes to stderr or stdout. The file is only created when
+    a run starts training (:func:`open_log_files`, called by the trainer): a run refused at
+    its checks leaves nothing on disk; the records logged until then are kept and written
+    first."""
     root = logging.getLogger()
     root.setLevel(level)
-    for h in list(root.handlers):
+    for h in [h for h in root.handlers if getattr(h, "fbnet_owned", False)]:
         root.removeHandler(h)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(fmt)
-    root.addHandler(console)
+        h.close()
+    if not any(getattr(h, "stream", None) in (sys.stderr, sys.stdout) for h in root.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                               "%H:%M:%S"))
+        _own(console)
     if log_file:
         add_log_file(log_file)
+
+
+def _own(handler):
+    """Add ``handler`` to the root logger as one :func:`setup_logging` may replace."""
+    handler.fbnet_owned = True
+    logging.getLogger().addHandler(handler)
 
 
 class _LogFile(logging.FileHandler):
@@ -183,7 +220,7 @@ class _PendingFileHandler(logging.Handler):
 
 def add_log_file(log_file):
     """Also log every record to ``log_file``, from when :func:`open_log_files` is called."""
-    logging.getLogger().addHandler(_PendingFileHandler(log_file))
+    _own(_PendingFileHandler(log_file))
 
 
 def open_log_files():

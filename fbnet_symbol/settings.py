@@ -6,15 +6,14 @@ distributed run compares the fields marked ``resume``. A setting whose default d
 the kind of run (``None`` below) is filled by :func:`resolve` from one of the named
 :data:`RUN_PRESETS`; :func:`resolve` returns a new object and never changes its argument.
 """
-import argparse
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Optional
 
-from .cli import ArgumentParser
+from .cli import ArgumentParser, as_argument
 from .errors import FBNetError
 from .space.heads import HEAD_DEFAULTS
 from .space.spaces import PRESETS, SPACES, get_preset, parse_image_shape
-from .threads import parse_threads
+from .threads import THREADS_HELP, parse_threads
 
 GROUPS = {"network": "space and network", "data": "devices and data", "search": "search",
           "optimizer": "weight optimizer (SGD)", "run": "checkpoints and logging"}
@@ -43,7 +42,7 @@ class Settings:
     image_shape: Optional[tuple] = setting(
         None, "C,H,W (on your data, unset: the --preset's: seed 3,108,108, paper 3,224,224)",
         "network",
-        resume=True, type=lambda text: _as_argument(parse_image_shape, text))
+        resume=True, type=as_argument(parse_image_shape))
     width_mult: Optional[float] = setting(
         None, "channel multiplier; with --arch: the architecture's", "network", resume=True,
         type=float)
@@ -80,11 +79,7 @@ class Settings:
         "names are looked up in --data-dir); default with --data-dir: all its .bin files",
         "data")
     rand_mirror: bool = setting(False, "random horizontal flips", "data", action="store_true")
-    threads: object = setting(
-        "auto", "CPU threads of MXNet's operators: a number, or auto: MXNET_OMP_MAX_THREADS / "
-        "OMP_NUM_THREADS if set, else one per core (the fastest search loop at every shape "
-        "measured: docs/measurements.md)", "data",
-        type=lambda text: _as_argument(parse_threads, text))
+    threads: object = setting("auto", THREADS_HELP, "data", type=as_argument(parse_threads))
     kv_store: str = setting(
         "local", "local or device (one machine); dist_sync: several machines, started with "
         "launch.py (--batch-size is then per worker)", "data")
@@ -176,13 +171,6 @@ class Settings:
     @property
     def embedded(self):
         return self.run_preset is not None and self.run_preset.endswith("embedded")
-
-
-def _as_argument(parse, text):
-    try:
-        return parse(text)
-    except FBNetError as e:  # argparse shows an ArgumentTypeError's own message
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 RESUME_KEYS = tuple(f.name for f in fields(Settings) if f.metadata["resume"])

@@ -58,6 +58,13 @@ def parse_threads(text):
     raise FBNetError("--threads must be auto or a positive number, not %r" % text)
 
 
+# ``--threads`` of every command that runs MXNet operators (the search's Settings field and
+# cli.add_threads_flag read it)
+THREADS_HELP = ("CPU threads of MXNet's operators: a number, or auto: MXNET_OMP_MAX_THREADS / "
+                "OMP_NUM_THREADS if set, else one per core (the fastest search loop at every "
+                "shape measured: docs/measurements.md)")
+
+
 def choose_threads(setting, env=None):
     """(count, why) for ``--threads setting``."""
     env = os.environ if env is None else env

@@ -1,6 +1,8 @@
 """The package's shape: which part may import which, no import loop, each module says its job, none too long."""
 import ast
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -228,3 +230,29 @@ def test_the_settings_check_catches_a_reader(tmp_path):
     assert settings_readers("train.m", str(path)) == ["train.m:3 .settings"]
     path.write_text("def f(settings):\n    return 1\n")
     assert settings_readers("train.m", str(path)) == ["train.m:1 parameter settings"]
+
+
+def calls_start(path):
+    """Whether the ``main`` of the module at ``path`` calls ``start`` (``cli.start``)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    mains = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+    return any(isinstance(node, ast.Call) and
+               getattr(node.func, "id", getattr(node.func, "attr", None)) == "start"
+               for m in mains for node in ast.walk(m))
+
+
+def test_every_command_starts_with_the_one_start_up(tmp_path):
+    from fbnet_symbol.commands import COMMANDS
+    paths = {name: os.path.join(ROOT, *module.split(".")) + ".py"
+             for name, (module, _, _) in COMMANDS.items()}
+    assert [name for name, path in paths.items() if not calls_start(path)] == []
+    # ... and it can come before MXNet loads: importing a command does not load it
+    code = ("import sys, importlib\nfor m in %r:\n    importlib.import_module(m)\n"
+            "print('mxnet' in sys.modules)" % [m for m, _, _ in COMMANDS.values()])
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    assert loaded == "False"
+    planted = tmp_path / "m.py"
+    planted.write_text("def main(argv=None):\n    return run(argv)\n")
+    assert not calls_start(str(planted))

@@ -126,3 +126,29 @@ def test_files_written_atomically_get_the_permissions_open_would_give():
             assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
     finally:
         os.umask(old)
+
+
+def test_the_start_up_keeps_other_handlers_and_replaces_its_own(tmp_path, caplog):
+    import logging
+
+    from fbnet_symbol.cli import open_log_files, start
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        start(threads=None, log_file=str(tmp_path / "a.log"))
+        open_log_files()
+        logging.getLogger("t").info("first run")
+        start(threads=None, log_file=str(tmp_path / "b.log"))  # a second run, one process
+        open_log_files()
+        logging.getLogger("t").info("second run")
+        assert caplog.handler in root.handlers  # pytest's (a caller's) handler is kept
+        assert "first run" in caplog.text and "second run" in caplog.text
+        assert "second run" not in (tmp_path / "a.log").read_text()
+        assert "second run" in (tmp_path / "b.log").read_text()
+        consoles = [h for h in root.handlers if getattr(h, "fbnet_owned", False)
+                    and not hasattr(h, "path")]
+        assert len(consoles) <= 1
+    finally:
+        for h in [h for h in root.handlers if h not in before]:
+            root.removeHandler(h)
+            h.close()

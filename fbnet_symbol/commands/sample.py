@@ -17,11 +17,10 @@ import os
 
 import numpy as np
 
-from ..cli import ArgumentParser, format_count
+from ..cli import ArgumentParser, format_count, start
 from ..errors import FBNetError
 from ..settings import add_settings, search_default
 from ..space.architecture import NAMED_ARCHITECTURES, load_architecture
-from ..space.profile import profile_architecture
 
 logger = logging.getLogger("sample")
 
@@ -49,11 +48,13 @@ def parse_args(argv):
     p.add_argument("--num-classes", type=int,
                    help="default: the search's class count, else 1000")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    add_settings(p, ["threads"])
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    start(args.threads, announce=False)
     given = [n for n in ("arch", "theta", "load_model_path") if getattr(args, n)]
     if len(given) != 1:
         raise FBNetError("give exactly one of --arch, --theta or --load-model-path")
@@ -143,6 +144,8 @@ def _architecture_row(args, cfg, layout, theta, table, num_classes, i, blocks):
 
     name = "argmax" if args.mode == "argmax" else "sample_%02d" % i
     arch = architecture_described(cfg, blocks, name)
+    from ..space.profile import profile_architecture  # loads MXNet: after start()
+
     prof = profile_architecture(arch, num_classes, layout.image_shape)
     row = {"name": name, "blocks": list(blocks), "macs": prof["macs"],
            "params": prof["params"],
@@ -179,6 +182,8 @@ def describe(args):
     if args.num_classes < 2:
         raise FBNetError("--num-classes must be at least 2")
     layout = arch.layout(image_shape)
+    from ..space.profile import profile_architecture  # loads MXNet: after start()
+
     prof = profile_architecture(arch, args.num_classes, layout.image_shape)
     if args.json:
         print(json.dumps({

@@ -2,7 +2,7 @@
 import os
 import sys
 
-from ..cli import ArgumentParser, run
+from ..cli import ArgumentParser, add_threads_flag, run, start
 from ..errors import FBNetError
 from ..faces.files import (draw_pairs, pack_faces, pairs_from_lfw_list, write_pair_set,
                            write_synthetic_faces)
@@ -110,10 +110,12 @@ def _make_pairs(args):
 
 def main(argv=None):
     p = ArgumentParser(prog="fbnet data", description="RecordIO data tools")
+    add_threads_flag(p)
     sub = p.add_subparsers(dest="cmd", required=True)
     _record_commands(sub)
     _face_commands(sub)
     args = p.parse_args(argv)
+    start(args.threads, announce=False)  # before MXNet loads: check, pack, index decode
     args.run(args)
     return 0
 

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 
-from ..cli import ArgumentParser, run
+from ..cli import ArgumentParser, run, start
 from ..errors import FBNetError
 from ..threads import cores, user_threads
 
@@ -310,6 +310,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    start(threads=None)  # the log only: each worker and server chooses its own threads
     if args.num_servers is None:
         args.num_servers = args.num_workers
     if args.num_workers < 1 or args.num_servers < 1:

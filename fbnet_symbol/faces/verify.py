@@ -296,7 +296,7 @@ def verification_evaluation(paths, image_shape, progress=True):
 def main(argv=None):
     import json
 
-    from ..cli import ArgumentParser
+    from ..cli import ArgumentParser, add_threads_flag, start
     from ..space.spaces import parse_image_shape
 
     p = ArgumentParser(prog="fbnet verify",
@@ -311,7 +311,9 @@ def main(argv=None):
     p.add_argument("--gpu", help="one device: a GPU number or cpu (default: the CPU)")
     p.add_argument("--image-shape", help="C,H,W, for a graph without PREFIX-input.json")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_threads_flag(p)
     args = p.parse_args(argv)
+    start(args.threads)
     from ..dist.devices import parse_devices
     ctx = parse_devices(args.gpu or "cpu", notice=False)[0]
     shape = parse_image_shape(args.image_shape) if args.image_shape else None

@@ -154,7 +154,7 @@ def check_with_onnxruntime(onnx_path, reference, python, tol=1e-4):
 
 
 def main(argv=None):
-    from ..cli import ArgumentParser
+    from ..cli import ArgumentParser, add_threads_flag, start
     from ..space.spaces import parse_image_shape
 
     p = ArgumentParser(prog="fbnet export", description="export to ONNX")
@@ -168,7 +168,9 @@ def main(argv=None):
                    help="compare with onnxruntime (needs --ort-python or FBNET_ORT_PYTHON)")
     p.add_argument("--ort-python", default=os.environ.get("FBNET_ORT_PYTHON"),
                    help="a Python with onnxruntime (see requirements-onnxruntime.txt)")
+    add_threads_flag(p)
     args = p.parse_args(argv)
+    start(args.threads, announce=False)
     if bool(args.output) == bool(args.insightface):
         raise FBNetError("give one of --output FILE.onnx or --insightface FOLDER")
     if args.insightface:
