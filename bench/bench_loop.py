@@ -7,7 +7,8 @@
 Each round runs, in fresh processes one after the other:
 
 * the **data-free step**: ``bench/bench_supernet.py`` (the search Modules on one random
-  batch: the step's ceiling);
+  batch, each step done and timed as the loop does it — the same clock,
+  ``fbnet_symbol.train.meter.StepClock`` — without reading data);
 * the **search loop**: ``test.py``'s trainer for one epoch on a real ``.rec`` — JPEG
   images (scikit-learn's digits at the input size, or ``--train-rec``) read by the
   package's reader — of ``--steps`` timed weight steps and as many θ steps; the samples/s
@@ -49,28 +50,41 @@ def write_bench_data(folder, size, count, seed=0):
     return prefix + ".rec"
 
 
-def run_loop(args):
-    """One epoch of the search on a real .rec; returns the trainer's per-stage figures."""
+def loop_argv(args, folder):
+    """test.py's flags for one epoch of the search on a real .rec written in ``folder``
+    (``--steps`` timed weight steps and as many θ steps)."""
     from fbnet_symbol.space.spaces import decode_space
 
     shape = args.image_shape
+    count = (args.steps + 1) * args.batch_size  # the first step is not timed
+    train = args.train_rec or write_bench_data(folder, shape[1], count, 0)
+    theta = args.theta_rec or write_bench_data(folder, shape[1], count, 1)
+    layout = decode_space(args.space, args.preset, shape, args.width_mult)
+    lut = os.path.join(folder, "lut.txt")  # latencies do not change the work of a step
+    with open(lut, "w") as f:
+        f.write("".join(" ".join(["1.0"] * len(l.candidates)) + "\n" for l in layout.layers))
+    argv = ["--space", args.space, "--preset", args.preset, "--image-shape", shape_text(args),
+            "--width-mult", str(args.width_mult), "--batch-size", str(args.batch_size),
+            "--epochs", "1", "--warmup-epochs", "0", "--train-rec", train, "--theta-rec", theta,
+            "--lut", lut, "--save-model-path", os.path.join(folder, "out"),
+            "--log-frequence", "0", "--threads", str(args.threads), "--no-progress"]
+    return argv + (["--gpu", args.gpu] if args.gpu else [])
+
+
+def loop_figures(out):
+    """The per-phase figures the trainer recorded in ``out``."""
+    with open(os.path.join(out, "history.json")) as f:
+        record = json.load(f)[0]
+    with open(os.path.join(out, "args.json")) as f:
+        threads = json.load(f)["omp_threads"]
+    return {"weight_samples_per_s": record["weight_samples_per_s"],
+            "theta_samples_per_s": record["theta_samples_per_s"], "omp_threads": threads}
+
+
+def run_loop(args):
+    """One epoch of the search on a real .rec in a child process; the trainer's figures."""
     with tempfile.TemporaryDirectory() as tmp:
-        count = (args.steps + 1) * args.batch_size  # the first step is not timed
-        train = args.train_rec or write_bench_data(tmp, shape[1], count, 0)
-        theta = args.theta_rec or write_bench_data(tmp, shape[1], count, 1)
-        layout = decode_space(args.space, args.preset, shape, args.width_mult)
-        lut = os.path.join(tmp, "lut.txt")  # latencies do not change the work of a step
-        with open(lut, "w") as f:
-            f.write("".join(" ".join(["1.0"] * len(l.candidates)) + "\n"
-                            for l in layout.layers))
-        argv = ["--space", args.space,
-               "--preset", args.preset, "--image-shape", shape_text(args), "--width-mult",
-               str(args.width_mult), "--batch-size", str(args.batch_size), "--epochs", "1",
-               "--warmup-epochs", "0", "--train-rec", train, "--theta-rec", theta, "--lut", lut,
-               "--save-model-path", os.path.join(tmp, "out"), "--log-frequence", "0",
-               "--threads", str(args.threads), "--no-progress"]
-        if args.gpu:
-            argv += ["--gpu", args.gpu]
+        argv = loop_argv(args, tmp)
         env = dict(os.environ)
         if args.stream:
             env["FBNET_READER_CACHE_BYTES"] = "0"
@@ -82,14 +96,8 @@ def run_loop(args):
                 % (ROOT, os.path.join(ROOT, "test.py"), os.devnull))
         out = subprocess.run([sys.executable, "-c", code] + argv, check=True, env=env,
                              capture_output=True, text=True).stdout
-        peak = json.loads(out.strip().splitlines()[-1])
-        with open(os.path.join(tmp, "out", "history.json")) as f:
-            record = json.load(f)[0]
-        with open(os.path.join(tmp, "out", "args.json")) as f:
-            threads = json.load(f)["omp_threads"]
-    return {"weight_samples_per_s": record["weight_samples_per_s"],
-            "theta_samples_per_s": record["theta_samples_per_s"], "omp_threads": threads,
-            "peak_rss_mib": peak}
+        figures = loop_figures(os.path.join(tmp, "out"))
+    return dict(figures, peak_rss_mib=json.loads(out.strip().splitlines()[-1]))
 
 
 def run_step(args):
@@ -107,9 +115,7 @@ def shape_text(args):
     return ",".join(map(str, args.image_shape))
 
 
-def main(argv=None):
-    import numpy as np
-
+def parse_args(argv=None):
     from fbnet_symbol.cli import ArgumentParser
     from fbnet_symbol.settings import add_settings
 
@@ -129,6 +135,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     if bool(args.train_rec) != bool(args.theta_rec):
         p.error("give --train-rec and --theta-rec together")
+    return args
+
+
+def main(argv=None):
+    import numpy as np
+
+    args = parse_args(argv)
 
     rounds = []
     for r in range(args.rounds):

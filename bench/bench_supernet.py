@@ -6,14 +6,14 @@
 
 Times the weight step (SGD) and the theta step (Adam) of the real search Modules on
 random data — every candidate of every layer computed, as in the search — and reports
-samples/s (median over steps after warm-up) and the process's peak resident memory.
+samples/s (as the search loop defines it: ``fbnet_symbol.train.meter.StepClock``) and the
+process's peak resident memory.
 """
 import dataclasses
 import json
 import os
 import resource
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -87,16 +87,9 @@ def main(argv=None):
               "batchnorm": args.batchnorm,
               "omp_threads": omp_threads()}
     for stage, mod in (("weight", weight_mod), ("theta", theta_mod)):
-        times = []
-        for i in range(args.warmup + args.steps):
-            t0 = time.perf_counter()
-            mod.forward_backward(batch)
-            mod.update()
-            mx.nd.waitall()
-            if i >= args.warmup:
-                times.append(time.perf_counter() - t0)
-        result["%s_samples_per_s" % stage] = args.batch_size / float(np.median(times))
-        result["%s_step_ms" % stage] = 1e3 * float(np.median(times))
+        speed = time_steps(mod, batch, args.batch_size, args.warmup, args.steps)
+        result["%s_samples_per_s" % stage] = speed
+        result["%s_step_ms" % stage] = 1e3 * args.batch_size / speed
     result["peak_rss_mib"] = peak_rss_mib()
     if args.profile:
         result["profile"] = profile_step(mx, weight_mod if args.profile == "weight" else theta_mod,
@@ -118,6 +111,21 @@ def main(argv=None):
             print("  %-32s %6d calls %9.1f ms %5.1f%%" % (row["operator"], row["calls"],
                                                         row["ms"], row["percent"]))
     return 0
+
+
+def time_steps(mod, batch, batch_size, warmup, steps):
+    """Samples/s of ``steps`` steps after ``warmup``, each step done as the search loop does
+    it (outputs read, then the update issued) and timed by the loop's own clock
+    (:class:`~fbnet_symbol.train.meter.StepClock`): the same figure as ``history.json``'s."""
+    from fbnet_symbol.train.meter import StepClock
+    clock = StepClock()
+    for i in range(warmup + 1 + steps):  # the first stamp starts the clock
+        mod.forward_backward(batch)
+        [out.asnumpy() for out in mod.get_outputs()[:2]]  # the loop reads logits and loss
+        mod.update()
+        if i >= warmup:
+            clock.stamp(batch_size)
+    return clock.samples_per_s()
 
 
 def profile_step(mx, mod, batch, top=15):

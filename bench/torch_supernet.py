@@ -8,8 +8,8 @@ supernets do — each searchable layer ``sum_i m_i * block_i(x)`` with ``m =
 softmax((theta + g) / T)``, one Gumbel draw per batch — with the loss ``CE + alpha *
 log(1 + LAT)^beta`` on a table of ones, and times the weight step (SGD, momentum 0.9) and
 the theta step (Adam) on one random batch, as ``bench_supernet.py`` times ours. Threads:
-PyTorch's own default unless ``--threads`` is given. Prints samples/s (median over steps
-after warm-up) and the process's peak resident memory. Needs only ``torch``; the package
+PyTorch's own default unless ``--threads`` is given. Prints samples/s (the search loop's
+definition, ``StepClock``, as ours) and the process's peak resident memory. Needs only ``torch``; the package
 is imported for its pure-Python space description (no MXNet).
 """
 import argparse
@@ -17,7 +17,6 @@ import json
 import os
 import resource
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -26,6 +25,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from fbnet_symbol.space.spaces import decode_space  # noqa: E402
+from fbnet_symbol.train.meter import StepClock  # noqa: E402
 
 
 def channel_shuffle(x, groups):
@@ -147,22 +147,20 @@ def main(argv=None):
         loss = F.cross_entropy(logits, y) + 0.2 * torch.log1p(latency) ** 0.6
         loss.backward()
         optimizer.step()
+        return loss.item()  # the loop reads its loss
 
     result = {"framework": "pytorch %s" % torch.__version__, "preset": args.preset,
               "image_shape": list(shape), "batch_size": args.batch_size,
               "width_mult": args.width_mult, "threads": torch.get_num_threads()}
     for stage, optimizer, trained, fixed in (("weight", sgd, weights, theta),
                                               ("theta", adam, theta, weights)):
-        times = []
-        for i in range(args.warmup + args.steps):
-            start = time.perf_counter()
+        clock = StepClock()  # ours times its steps with the same clock
+        for i in range(args.warmup + 1 + args.steps):  # the first stamp starts the clock
             step(optimizer, trained, fixed)
             if i >= args.warmup:
-                times.append(time.perf_counter() - start)
-        times.sort()
-        median = times[len(times) // 2]
-        result["%s_samples_per_s" % stage] = args.batch_size / median
-        result["%s_step_ms" % stage] = 1000 * median
+                clock.stamp(args.batch_size)
+        result["%s_samples_per_s" % stage] = clock.samples_per_s()
+        result["%s_step_ms" % stage] = 1000 * args.batch_size / clock.samples_per_s()
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     if args.json:
         print(json.dumps(result))

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT, separate_python
 
 
@@ -107,3 +109,40 @@ def test_every_candidate_block_computes_what_pytorch_computes_in_float64():
                  "b|out:kink": np.array([0.5])}
     (worst, array, kink), = compare(ours, reference).values()
     assert abs(worst - 0.01 / 2.01) < 1e-9 and array == "grad:w" and kink == 0.5
+
+
+def test_the_bench_and_the_loop_define_their_figures_alike(tmp_path, monkeypatch, capsys):
+    """On a clock that only a step moves (0.2 s a weight step, 0.5 s a θ step, 3 s more for
+    a Module's first: its warm-up) the data-free bench and the search loop must report the
+    same samples/s, whatever their step counts or bookkeeping: they time alike."""
+    import mxnet as mx
+
+    import fbnet_symbol.train.meter as meter
+    from fbnet_symbol.commands import search
+    from fbnet_symbol.dist.cluster import HandReducedModule
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    try:
+        import bench_loop
+        import bench_supernet
+    finally:
+        sys.path.pop(0)
+    elapsed = [0.0]
+    backward = mx.mod.Module.backward
+
+    def costed_backward(self, *a, **kw):  # one backward per step, forward_backward included
+        elapsed[0] += (0.5 if isinstance(self, HandReducedModule) else 0.2) + \
+            (0 if getattr(self, "warm", False) else 3.0)
+        self.warm = True
+        return backward(self, *a, **kw)
+    monkeypatch.setattr(mx.mod.Module, "backward", costed_backward)
+    monkeypatch.setattr(meter, "now", lambda: elapsed[0])
+    flags = ["--preset", "seed", "--image-shape", "3,8,8", "--width-mult", "0.25",
+             "--batch-size", "4", "--threads", "1"]
+    bench_supernet.main(flags + ["--steps", "3", "--warmup", "0", "--json"])
+    step = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    search.main(bench_loop.loop_argv(bench_loop.parse_args(flags + ["--steps", "2"]),
+                                     str(tmp_path)))
+    loop = bench_loop.loop_figures(str(tmp_path / "out"))
+    for phase, seconds in (("weight", 0.2), ("theta", 0.5)):
+        assert step["%s_samples_per_s" % phase] == pytest.approx(4 / seconds), phase
+        assert loop["%s_samples_per_s" % phase] == pytest.approx(4 / seconds), phase

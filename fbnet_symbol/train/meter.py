@@ -2,6 +2,31 @@
 own throughput, and the lines the progress bar and the log show."""
 import time
 
+now = time.perf_counter  # the clock of every throughput figure (a test replaces it)
+
+
+class StepClock:
+    """Throughput as the search loop defines it, and the benchmarks with it (ours and the
+    PyTorch reference): each step is stamped once it is done as the loop does it (outputs
+    read, update issued); the figure counts the samples of every step after the first, over
+    the time from the first stamp to the last — warm-up excluded, whatever happened between
+    steps (reading data, logging, the previous update) included. Imports no MXNet."""
+
+    def __init__(self):
+        self.stamps = []  # (time, samples) at the end of each step
+
+    def stamp(self, samples):
+        self.stamps.append((now(), samples))
+
+    def seconds(self):
+        return self.stamps[-1][0] - self.stamps[0][0] if len(self.stamps) > 1 else 0.0
+
+    def timed_samples(self):
+        return sum(samples for _, samples in self.stamps[1:])
+
+    def samples_per_s(self):
+        return self.timed_samples() / self.seconds() if self.seconds() > 0 else 0.0
+
 
 class PhaseMeter:
     """A phase's running figures: mean CE, top-1 and the task's averaged outputs, the loop's
@@ -12,13 +37,13 @@ class PhaseMeter:
         self.extra, self.status = extra, status  # {name: output}, {name: value} of the epoch
         self.read = ["logits", "ce"] + [extra[k] for k in extra]  # the outputs, in order
         self.sums = dict({"ce": 0.0, "correct": 0, "n": 0}, **{k: 0.0 for k in extra})
-        self.clock = []  # (time, valid rows) at the end of each step
+        self.clock = StepClock()
         self.tick, self.tick_samples = time.time(), 0
 
     def add(self, outputs, label, valid):
         logits, ce, values = outputs[0], outputs[1], outputs[2:]
         sums = self.sums
-        self.clock.append((time.perf_counter(), valid))
+        self.clock.stamp(valid)
         sums["ce"] += float(ce.sum())
         sums["correct"] += int((logits.argmax(axis=1) == label).sum())
         sums["n"] += valid
@@ -39,19 +64,17 @@ class PhaseMeter:
     def log_line(self, lr):
         """The figures since the start of the phase and the speed since the last line."""
         n, shown = self._means()
-        now = time.time()
+        moment = time.time()
         line = "CE %.4f acc %.4f %s lr %.3g %s, %.1f samples/s" % (
             self.sums["ce"] / n, self.sums["correct"] / n, shown, lr,
             " ".join("%s %.3f" % kv for kv in self.status.items()),
-            self.tick_samples / max(now - self.tick, 1e-9))
-        self.tick, self.tick_samples = now, 0
+            self.tick_samples / max(moment - self.tick, 1e-9))
+        self.tick, self.tick_samples = moment, 0
         return line
 
     def result(self, phase, env):
         """The phase's record entries, summed over every worker."""
-        sums, clock = dict(self.sums), self.clock
-        sums["seconds"] = clock[-1][0] - clock[0][0] if len(clock) > 1 else 0.0
-        sums["timed"] = sum(valid for _, valid in clock[1:])
+        sums = dict(self.sums, seconds=self.clock.seconds(), timed=self.clock.timed_samples())
         if env.collective.distributed:  # the logs of record speak for every worker's images
             keys = sorted(sums)
             sums = dict(zip(keys, env.collective.allreduce([sums[k] for k in keys],
