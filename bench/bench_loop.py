@@ -104,7 +104,8 @@ def run_step(args):
     cmd = [sys.executable, os.path.join(ROOT, "bench", "bench_supernet.py"), "--space",
            args.space, "--preset", args.preset, "--image-shape", shape_text(args),
            "--batch-size", str(args.batch_size), "--width-mult", str(args.width_mult),
-           "--threads", str(args.threads), "--steps", str(max(3, args.steps // 2)), "--json"]
+           "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", "0",
+           "--json"]  # the loop's own count: its first step is its only warm-up
     if args.gpu:
         cmd += ["--gpu", args.gpu]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
