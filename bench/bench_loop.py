@@ -16,8 +16,8 @@ Each round runs, in fresh processes one after the other:
   waits, logging and bookkeeping included).
 
 It prints both figures per round, their medians and the ratio loop / data-free, so a loss
-inside the loop (a slow reader, a data iterator that slows MXNet's operators) shows. The
-rounds alternate, as this machine's speed drifts within minutes. ``--stream`` makes the
+inside the loop (a slow reader, a data iterator that slows MXNet's operators) shows. Each
+round alternates which goes first, as this machine's speed drifts within minutes. ``--stream`` makes the
 reader decode every batch instead of serving the small bench set from memory (what a data
 set larger than the reader's memory cache gets).
 """
@@ -146,7 +146,10 @@ def main(argv=None):
 
     rounds = []
     for r in range(args.rounds):
-        step, loop = run_step(args), run_loop(args)
+        if r % 2 == 0:  # which goes first alternates: a drift within a round cancels
+            step, loop = run_step(args), run_loop(args)
+        else:
+            loop, step = run_loop(args), run_step(args)
         rounds.append({"step": step, "loop": loop})
         if not args.json:
             print("round %d: data-free step %.1f samples/s (weight), %.1f (theta); search "
@@ -162,17 +165,21 @@ def main(argv=None):
                   omp_threads=rounds[0]["loop"]["omp_threads"], stream=args.stream,
                   rounds=rounds, median=med,
                   loop_over_step=med["loop_weight"] / med["step_weight"],
+                  loop_over_step_per_round=[r["loop"]["weight_samples_per_s"] /
+                                            r["step"]["weight_samples_per_s"] for r in rounds],
                   peak_rss_mib_step=max(r["step"]["peak_rss_mib"] for r in rounds),
                   peak_rss_mib_loop=max(r["loop"]["peak_rss_mib"] for r in rounds))
     if args.json:
         print(json.dumps(result))
     else:
         print("%s/%s %s batch %d, %d threads, median of %d rounds: weight step data-free "
-              "%.1f samples/s, in the search loop %.1f (%.2fx); theta %.1f / %.1f; peak RSS "
-              "%.0f / %.0f MiB"
+              "%.1f samples/s, in the search loop %.1f (%.2fx; rounds %s); theta %.1f / %.1f; "
+              "peak RSS %.0f / %.0f MiB"
               % (args.space, args.preset, shape_text(args), args.batch_size,
                  result["omp_threads"], args.rounds, med["step_weight"], med["loop_weight"],
-                 result["loop_over_step"], med["step_theta"], med["loop_theta"],
+                 result["loop_over_step"],
+                 " ".join("%.2f" % x for x in result["loop_over_step_per_round"]),
+                 med["step_theta"], med["loop_theta"],
                  result["peak_rss_mib_step"], result["peak_rss_mib_loop"]))
     return 0
 

@@ -7,7 +7,8 @@
 Times the weight step (SGD) and the theta step (Adam) of the real search Modules on
 random data — every candidate of every layer computed, as in the search — and reports
 samples/s (as the search loop defines it: ``fbnet_symbol.train.meter.StepClock``) and the
-process's peak resident memory.
+process's peak resident memory. OpenMP's threads spin between operators, as they
+effectively do in the loop (``OMP_WAIT_POLICY=PASSIVE`` to see a lone step's sleep).
 """
 import dataclasses
 import json
@@ -20,6 +21,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def spin_between_operators():
+    """Keep OpenMP's threads spinning between operators (unless ``OMP_WAIT_POLICY`` is
+    set): in the search loop the reader and the loop's own work keep the cores awake, and
+    a step timed alone, whose threads fall asleep between operators, ran 1.3-1.4x slower
+    than the same step in the loop (docs/measurements.md, "Speed, part 3"). Before MXNet
+    (or torch) loads."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
+    return os.environ["OMP_WAIT_POLICY"]
 
 
 def main(argv=None):
@@ -44,6 +55,7 @@ def main(argv=None):
                         "operator bulking off so that each operator is timed on its own)")
     args = p.parse_args(argv)
     from fbnet_symbol.cli import start
+    spin_between_operators()
     start(args.threads)  # before MXNet loads
     if args.profile:  # must be set before MXNet builds its executors
         os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"
@@ -85,6 +97,7 @@ def main(argv=None):
               "devices": [str(c) for c in contexts],
               "engine": os.environ.get("MXNET_ENGINE_TYPE", "ThreadedEnginePerDevice"),
               "batchnorm": args.batchnorm,
+              "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
               "omp_threads": omp_threads()}
     for stage, mod in (("weight", weight_mod), ("theta", theta_mod)):
         speed = time_steps(mod, batch, args.batch_size, args.warmup, args.steps)

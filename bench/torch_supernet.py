@@ -19,6 +19,9 @@ import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# OpenMP's threads spin between operators, as bench_supernet.py makes ours (the search
+# loop keeps the cores awake); before torch loads, unless OMP_WAIT_POLICY is set
+os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -151,7 +154,8 @@ def main(argv=None):
 
     result = {"framework": "pytorch %s" % torch.__version__, "preset": args.preset,
               "image_shape": list(shape), "batch_size": args.batch_size,
-              "width_mult": args.width_mult, "threads": torch.get_num_threads()}
+              "width_mult": args.width_mult, "threads": torch.get_num_threads(),
+              "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]}
     for stage, optimizer, trained, fixed in (("weight", sgd, weights, theta),
                                               ("theta", adam, theta, weights)):
         clock = StepClock()  # ours times its steps with the same clock
