@@ -8,9 +8,11 @@ Each round runs, in fresh processes one after the other, ``bench/bench_supernet.
 search Modules on one random batch, at ``--threads``: auto, one per core) and
 ``bench/torch_supernet.py`` in the PyTorch environment (the same space, layers and
 candidates from the package's description, as public PyTorch FBNet supernets compute it,
-at PyTorch's default threads), alternating which goes first. It prints both weight- and
-theta-step figures per round, the medians, our weight step over theirs, and both peak
-resident memories.
+at PyTorch's default threads), alternating which goes first. Both time with the search
+loop's clock (``fbnet_symbol.train.meter.StepClock``) and keep OpenMP's threads spinning
+between operators (``OMP_WAIT_POLICY=ACTIVE`` unless set), so the two figures mean the same
+thing. It prints both weight- and theta-step figures per round, the medians, our weight
+step over theirs, and both peak resident memories.
 """
 import json
 import os
