@@ -30,7 +30,6 @@ def spin_between_operators():
     than the same step in the loop (docs/measurements.md, "Speed, part 3"). Before MXNet
     (or torch) loads."""
     os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
-    return os.environ["OMP_WAIT_POLICY"]
 
 
 def main(argv=None):

@@ -19,9 +19,9 @@ import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# OpenMP's threads spin between operators, as bench_supernet.py makes ours (the search
-# loop keeps the cores awake); before torch loads, unless OMP_WAIT_POLICY is set
-os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
+from bench_supernet import spin_between_operators  # noqa: E402 (loads no MXNet)
+
+spin_between_operators()  # before torch loads, as ours before MXNet
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
