@@ -9,8 +9,14 @@ softmax((theta + g) / T)``, one Gumbel draw per batch — with the loss ``CE + a
 log(1 + LAT)^beta`` on a table of ones, and times the weight step (SGD, momentum 0.9) and
 the theta step (Adam) on one random batch, as ``bench_supernet.py`` times ours. Threads:
 PyTorch's own default unless ``--threads`` is given. Prints samples/s (the search loop's
-definition, ``StepClock``, as ours) and the process's peak resident memory. Needs only ``torch``; the package
-is imported for its pure-Python space description (no MXNet).
+definition, ``StepClock``, as ours) and the process's peak resident memory.
+
+With ``--train-rec``/``--theta-rec`` it trains on a ``.rec``'s images instead, as our
+search loop does (``bench/bench_vs_torch.py --data rec``): an epoch of weight steps, then
+one of theta steps, each batch read through PyTorch's ``DataLoader`` with its own Gumbel
+draw, data waits included, at OpenMP's own wait policy. Needs only ``torch`` and OpenCV
+(requirements-torch.txt); the package is imported for its pure-Python space description
+and record decoding (no MXNet).
 """
 import argparse
 import json
@@ -21,7 +27,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench_supernet import spin_between_operators  # noqa: E402 (loads no MXNet)
 
-spin_between_operators()  # before torch loads, as ours before MXNet
+# before torch loads, as ours before MXNet: a step timed alone spins between operators; a
+# loop reading a .rec keeps the library's own policy, as our search loop does
+if "--train-rec" not in sys.argv[1:]:
+    spin_between_operators()
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -114,7 +123,47 @@ class Supernet(nn.Module):
         return self.fc(self.embedding(x)), latency
 
 
-def main(argv=None):
+class RecordImages(torch.utils.data.Dataset):
+    """A flat ``.rec``'s images as our reader gives them — the same records, decode, resize
+    and ``(x - 127.5) / 127.5`` (``fbnet_symbol.data``: numpy and OpenCV, no MXNet) — one
+    per item, for PyTorch's ``DataLoader``."""
+
+    def __init__(self, rec, shape):
+        from fbnet_symbol.data.recordio import check_recordio
+        self.info, self.height, self.width = check_recordio(rec), shape[1], shape[2]
+        self.fd = None  # opened in the process that reads (a loader worker)
+
+    def __len__(self):
+        return self.info.num_records
+
+    def __getitem__(self, i):
+        from fbnet_symbol.data.reader import decode_image
+        from fbnet_symbol.data.recordio import read_record
+        from fbnet_symbol.space.spaces import PIXEL_MEAN, PIXEL_SCALE
+        if self.fd is None:
+            self.fd = os.open(self.info.rec, os.O_RDONLY)
+        label, payload = read_record(self.fd, int(self.info.offsets[i]),
+                                     os.fstat(self.fd).st_size, self.info.rec, i)
+        image = decode_image(payload, self.height, self.width).transpose(2, 0, 1)
+        return torch.from_numpy((image - PIXEL_MEAN).astype("float32") / PIXEL_SCALE), \
+            int(label[0])
+
+
+def gumbel(size):
+    return -torch.log(-torch.log(torch.rand(size).clamp(1e-10, 1 - 1e-10)))
+
+
+def rec_batches(rec, shape, batch_size, workers, noise_size):
+    """One epoch of ``rec`` through PyTorch's own loader (shuffled, ``workers`` processes
+    decoding ahead), each batch with its own Gumbel draw, as the search loop feeds ours."""
+    loader = torch.utils.data.DataLoader(RecordImages(rec, shape), batch_size=batch_size,
+                                         shuffle=True, num_workers=workers,
+                                         generator=torch.Generator().manual_seed(0))
+    for x, y in loader:
+        yield x, y, gumbel(noise_size)
+
+
+def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="paper")
     p.add_argument("--image-shape", default="3,32,32")
@@ -123,24 +172,25 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed steps per stage")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, help="default: PyTorch's own")
+    p.add_argument("--train-rec", help="train on this .rec's images instead of one random "
+                                       "batch: an epoch of weight steps (the theta steps on "
+                                       "--theta-rec), data waits included, as our search loop")
+    p.add_argument("--theta-rec")
+    p.add_argument("--loader-workers", type=int, default=1,
+                   help="DataLoader processes with --train-rec (default 1: a batch decoded "
+                        "ahead, as our reader does)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    shape = tuple(int(v) for v in args.image_shape.split(","))
-    layout = decode_space("fbnet", args.preset, shape, args.width_mult)
-    torch.manual_seed(0)
-    net = Supernet(layout).train()
-    theta = list(net.theta.parameters())
-    ids = {id(t) for t in theta}
-    weights = [q for q in net.parameters() if id(q) not in ids]
-    sgd = torch.optim.SGD(weights, lr=0.05, momentum=0.9, weight_decay=1e-4)
-    adam = torch.optim.Adam(theta, lr=0.01, weight_decay=5e-4)
-    x = torch.rand((args.batch_size,) + shape) * 2 - 1
-    y = torch.randint(0, 10, (args.batch_size,))
-    noise = -torch.log(-torch.log(torch.rand(int(net.lut.numel())).clamp(1e-10, 1 - 1e-10)))
+    if bool(args.train_rec) != bool(args.theta_rec):
+        p.error("give --train-rec and --theta-rec together")
+    args.image_shape = tuple(int(v) for v in args.image_shape.split(","))
+    return args
 
-    def step(optimizer, trained, fixed):
+
+def make_step(net):
+    """One training step of ``net`` as our search does it: only ``trained`` gets gradients,
+    the loss is read back."""
+    def step(optimizer, trained, fixed, x, y, noise):
         for q in trained:  # as ours: the other group gets no gradient in a stage
             q.requires_grad_(True)
         for q in fixed:
@@ -151,29 +201,59 @@ def main(argv=None):
         loss.backward()
         optimizer.step()
         return loss.item()  # the loop reads its loss
+    return step
 
+
+def stage_batches(args, stage, noise_size):
+    """The batches a stage is timed on; warm-up steps come first, untimed."""
+    if args.train_rec:  # the loop's count: its first step is its only warm-up
+        rec = args.train_rec if stage == "weight" else args.theta_rec
+        return [], rec_batches(rec, args.image_shape, args.batch_size, args.loader_workers,
+                               noise_size)
+    batch = (torch.rand((args.batch_size,) + args.image_shape) * 2 - 1,
+             torch.randint(0, 10, (args.batch_size,)), gumbel(noise_size))
+    return [batch] * args.warmup, [batch] * (1 + args.steps)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    layout = decode_space("fbnet", args.preset, args.image_shape, args.width_mult)
+    torch.manual_seed(0)
+    net = Supernet(layout).train()
+    theta = list(net.theta.parameters())
+    ids = {id(t) for t in theta}
+    weights = [q for q in net.parameters() if id(q) not in ids]
+    stages = (("weight", torch.optim.SGD(weights, lr=0.05, momentum=0.9, weight_decay=1e-4),
+               weights, theta),
+              ("theta", torch.optim.Adam(theta, lr=0.01, weight_decay=5e-4), theta, weights))
+    step = make_step(net)
     result = {"framework": "pytorch %s" % torch.__version__, "preset": args.preset,
-              "image_shape": list(shape), "batch_size": args.batch_size,
+              "image_shape": list(args.image_shape), "batch_size": args.batch_size,
               "width_mult": args.width_mult, "threads": torch.get_num_threads(),
-              "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]}
-    for stage, optimizer, trained, fixed in (("weight", sgd, weights, theta),
-                                              ("theta", adam, theta, weights)):
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+              "data": "rec" if args.train_rec else "random"}
+    for stage, optimizer, trained, fixed in stages:
+        warmup, timed = stage_batches(args, stage, int(net.lut.numel()))
+        for batch in warmup:
+            step(optimizer, trained, fixed, *batch)
         clock = StepClock()  # ours times its steps with the same clock
-        for i in range(args.warmup + 1 + args.steps):  # the first stamp starts the clock
-            step(optimizer, trained, fixed)
-            if i >= args.warmup:
-                clock.stamp(args.batch_size)
+        for batch in timed:  # the first stamp starts the clock; data waits fall in between
+            step(optimizer, trained, fixed, *batch)
+            clock.stamp(len(batch[1]))
         result["%s_samples_per_s" % stage] = clock.samples_per_s()
         result["%s_step_ms" % stage] = 1000 * args.batch_size / clock.samples_per_s()
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     if args.json:
         print(json.dumps(result))
     else:
-        print("PyTorch %s supernet, %s %s batch %d, %d threads: weight step %.1f samples/s, "
-              "theta step %.1f samples/s, peak RSS %.0f MiB" % (
-                  torch.__version__, args.preset, "x".join(map(str, shape)), args.batch_size,
-                  result["threads"], result["weight_samples_per_s"],
-                  result["theta_samples_per_s"], result["peak_rss_mib"]))
+        print("PyTorch %s supernet, %s %s batch %d, %d threads, %s data: weight step %.1f "
+              "samples/s, theta step %.1f samples/s, peak RSS %.0f MiB" % (
+                  torch.__version__, args.preset, "x".join(map(str, args.image_shape)),
+                  args.batch_size, result["threads"], result["data"],
+                  result["weight_samples_per_s"], result["theta_samples_per_s"],
+                  result["peak_rss_mib"]))
     return 0
 
 

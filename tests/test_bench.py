@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.conftest import ROOT, separate_python
@@ -80,6 +81,38 @@ def test_the_pytorch_reference_is_the_same_supernet_and_is_timed_beside_ours():
     for key in ("ours_weight", "ours_theta", "pytorch_weight", "pytorch_theta"):
         assert result["median"][key] > 0, key
     assert result["weight_ratio"] > 0 and result["peak_rss_mib_pytorch"] > 0
+    assert result["rounds"][0]["pytorch"]["data"] == "random"
+
+
+def test_the_two_loops_read_the_same_rec_each_its_own_way(tmp_path, monkeypatch):
+    """``--data rec``: PyTorch's DataLoader gets the images our reader gives (same pixels,
+    same labels), and both loops report their figures."""
+    python = separate_python("FBNET_TORCH_PYTHON", ".venv-torch", "PyTorch")
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "bench"))
+    from bench_loop import write_bench_data
+    from fbnet_symbol.data.reader import RecordReader
+    from fbnet_symbol.data.recordio import check_recordio
+    rec = write_bench_data(str(tmp_path), 12, 6, 0)
+    theirs_npy = str(tmp_path / "theirs.npy")
+    dump = ("import sys, numpy; sys.path[:0] = [%r, %r]; from torch_supernet import "
+            "RecordImages; d = RecordImages(sys.argv[1], (3, 12, 12)); items = [d[i] for i in "
+            "range(len(d))]; numpy.save(sys.argv[2], numpy.stack([x.numpy() for x, _ in "
+            "items])); print(' '.join(str(y) for _, y in items))"
+            % (os.path.join(ROOT, "bench"), ROOT))
+    labels = subprocess.run([python, "-c", dump, rec, theirs_npy], capture_output=True,
+                            text=True, check=True).stdout.split()
+    batch = next(iter(RecordReader(check_recordio(rec), (3, 12, 12), 6, shuffle=False)))
+    np.testing.assert_allclose(np.load(theirs_npy), batch.data[0].asnumpy(), atol=1e-6)
+    assert [int(v) for v in labels] == batch.label[0].asnumpy().astype(int).tolist()
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "bench_vs_torch.py"), "--data", "rec",
+         "--image-shape", "3,8,8", "--width-mult", "0.25", "--batch-size", "2", "--steps", "2",
+         "--rounds", "1", "--threads", "1", "--torch-python", python, "--json"],
+        capture_output=True, text=True, timeout=600, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["data"] == "rec" and result["rounds"][0]["pytorch"]["data"] == "rec"
+    for key in ("ours_weight", "ours_theta", "pytorch_weight", "pytorch_theta"):
+        assert result["median"][key] > 0, key
 
 
 def test_every_candidate_block_computes_what_pytorch_computes_in_float64():
