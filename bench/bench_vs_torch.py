@@ -93,6 +93,13 @@ def parse_args(argv=None):
         p.error("give --train-rec and --theta-rec together")
     if args.train_rec:
         args.data = "rec"  # files to read are given: the loops read them
+        from fbnet_symbol.data.recordio import check_recordio
+        from fbnet_symbol.errors import FBNetError
+        try:  # before either side starts: a bad file is one line, not a child's traceback
+            for rec in (args.train_rec, args.theta_rec):
+                check_recordio(rec)
+        except FBNetError as e:
+            p.error(str(e))
     # what bench_loop's loop reads besides these flags: the space PyTorch's supernet builds,
     # the CPU, every batch decoded (as PyTorch's loader does)
     args.space, args.gpu, args.stream = "fbnet", None, True

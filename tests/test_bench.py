@@ -111,6 +111,12 @@ def test_the_two_loops_read_the_same_rec_each_its_own_way(tmp_path, monkeypatch)
         capture_output=True, text=True, timeout=600, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     assert result["data"] == "rec" and result["rounds"][0]["pytorch"]["data"] == "rec"
+    bad = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "bench_vs_torch.py"), "--train-rec",
+         str(tmp_path / "missing.rec"), "--theta-rec", rec, "--torch-python", python],
+        capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "missing.rec does not exist" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) <= 2  # usage line and the one error
     for key in ("ours_weight", "ours_theta", "pytorch_weight", "pytorch_theta"):
         assert result["median"][key] > 0, key
 
