@@ -50,15 +50,21 @@ def write_bench_data(folder, size, count, seed=0):
     return prefix + ".rec"
 
 
+def write_bench_pair(folder, args):
+    """(train .rec, theta .rec) in ``folder``: enough images for ``args.steps`` timed steps
+    and the untimed first one, at the input size."""
+    count = (args.steps + 1) * args.batch_size
+    return tuple(write_bench_data(folder, args.image_shape[1], count, seed) for seed in (0, 1))
+
+
 def loop_argv(args, folder):
     """test.py's flags for one epoch of the search on a real .rec written in ``folder``
     (``--steps`` timed weight steps and as many θ steps)."""
     from fbnet_symbol.space.spaces import decode_space
 
     shape = args.image_shape
-    count = (args.steps + 1) * args.batch_size  # the first step is not timed
-    train = args.train_rec or write_bench_data(folder, shape[1], count, 0)
-    theta = args.theta_rec or write_bench_data(folder, shape[1], count, 1)
+    train, theta = (args.train_rec, args.theta_rec) if args.train_rec else \
+        write_bench_pair(folder, args)
     layout = decode_space(args.space, args.preset, shape, args.width_mult)
     lut = os.path.join(folder, "lut.txt")  # latencies do not change the work of a step
     with open(lut, "w") as f:

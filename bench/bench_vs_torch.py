@@ -110,10 +110,8 @@ def main(argv=None):
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         if args.data == "rec" and not args.train_rec:  # one pair of files read by both
-            from bench_loop import write_bench_data
-            count = (args.steps + 1) * args.batch_size  # the first step is not timed
-            args.train_rec, args.theta_rec = (write_bench_data(folder, args.image_shape[1],
-                                                               count, seed) for seed in (0, 1))
+            from bench_loop import write_bench_pair
+            args.train_rec, args.theta_rec = write_bench_pair(folder, args)
         rounds = run_rounds(args)
     report(args, rounds)
     return 0

@@ -36,6 +36,8 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from fbnet_symbol.data.reader import decode_image, normalise  # noqa: E402
+from fbnet_symbol.data.recordio import check_recordio, read_record  # noqa: E402
 from fbnet_symbol.space.spaces import decode_space  # noqa: E402
 from fbnet_symbol.train.meter import StepClock  # noqa: E402
 
@@ -129,7 +131,6 @@ class RecordImages(torch.utils.data.Dataset):
     per item, for PyTorch's ``DataLoader``."""
 
     def __init__(self, rec, shape):
-        from fbnet_symbol.data.recordio import check_recordio
         self.info, self.height, self.width = check_recordio(rec), shape[1], shape[2]
         self.fd = None  # opened in the process that reads (a loader worker)
 
@@ -137,16 +138,14 @@ class RecordImages(torch.utils.data.Dataset):
         return self.info.num_records
 
     def __getitem__(self, i):
-        from fbnet_symbol.data.reader import decode_image
-        from fbnet_symbol.data.recordio import read_record
-        from fbnet_symbol.space.spaces import PIXEL_MEAN, PIXEL_SCALE
         if self.fd is None:
             self.fd = os.open(self.info.rec, os.O_RDONLY)
-        label, payload = read_record(self.fd, int(self.info.offsets[i]),
-                                     os.fstat(self.fd).st_size, self.info.rec, i)
-        image = decode_image(payload, self.height, self.width).transpose(2, 0, 1)
-        return torch.from_numpy((image - PIXEL_MEAN).astype("float32") / PIXEL_SCALE), \
-            int(label[0])
+            self.size = os.fstat(self.fd).st_size
+        label, payload = read_record(self.fd, int(self.info.offsets[i]), self.size,
+                                     self.info.rec, i)
+        image = torch.empty((1, 3, self.height, self.width))
+        normalise(decode_image(payload, self.height, self.width)[None], image.numpy())
+        return image[0], int(label[0])
 
 
 def gumbel(size):

@@ -58,6 +58,12 @@ def decode_image(payload, height, width):
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # contiguous, unlike img[:, :, ::-1]
 
 
+def normalise(images, data):
+    """uint8 N x H x W x 3 RGB -> ``data``, float32 N x 3 x H x W, (x - mean) / scale."""
+    np.subtract(images.transpose(0, 3, 1, 2), PIXEL_MEAN, out=data, dtype=np.float32)
+    data *= 1.0 / PIXEL_SCALE
+
+
 def default_decode_threads():
     return min(8, cores())
 
@@ -150,12 +156,6 @@ class RecordReader:
         pad = int(max(0, positions[-1] + 1 - len(self.order)))
         return self.order[positions % len(self.order)], pad
 
-    @staticmethod
-    def _normalise(images, data):
-        """uint8 N x H x W x 3 -> ``data``, float32 N x 3 x H x W, (x - mean) / scale."""
-        np.subtract(images.transpose(0, 3, 1, 2), PIXEL_MEAN, out=data, dtype=np.float32)
-        data *= 1.0 / PIXEL_SCALE
-
     def _load(self, pool, fd, size, memory, b):
         rows, pad = self._rows(b)
         data = np.empty((len(rows), 3, self.height, self.width), np.float32)
@@ -163,7 +163,7 @@ class RecordReader:
         if memory is not None:
             images = memory[0][rows]
             images[flips] = images[flips, :, ::-1]
-            self._normalise(images, data)
+            normalise(images, data)
             return data, memory[1][rows], pad
         labels = np.empty(len(rows), np.float32)
 
@@ -171,7 +171,7 @@ class RecordReader:
             images = np.empty((span.stop - span.start, self.height, self.width, 3), np.uint8)
             for i, r in enumerate(range(span.start, span.stop)):
                 labels[r] = self._decode(fd, size, rows[r], images[i], flips[r])
-            self._normalise(images, data[span])
+            normalise(images, data[span])
 
         step = -(-len(rows) // self.threads)
         list(pool.map(part, [slice(i, min(i + step, len(rows)))
