@@ -35,7 +35,8 @@ def run(main, argv=None):
 
     if not logging.getLogger().handlers:  # a script may have set up its log file already
         setup_logging()
-    signal.signal(signal.SIGTERM, _terminate)  # unwind (temp files, locks), not vanish
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # ignored by choice: stays so
+        signal.signal(signal.SIGTERM, _terminate)  # unwind (temp files, locks), not vanish
     try:
         code = main(argv)
     except FBNetError as e:

@@ -296,3 +296,29 @@ def test_sigterm_during_fixed_training_checkpoints_and_resumes(uninterrupted, tm
     assert CheckpointFolder(str(out / "checkpoints"), "model").latest().number == step
     code, out_text, err = finish(start(data, out, *arch, "--load-model-path", str(out)))
     assert code == 0 and "training finished: 4 epochs" in out_text, err[-2000:]
+
+
+def test_signals_the_process_was_started_to_ignore_stay_ignored():
+    """`cmd &` in a script starts a run with SIGINT ignored: a Ctrl-C meant for the shell's
+    foreground job must not stop it (the trainer used to replace the ignored handler, so
+    such a search stopped at the next Ctrl-C sent to its process group)."""
+    from fbnet_symbol.train.interrupt import StopSignals
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopSignals() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == stop._handle  # not ignored: handled
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert stop.received is None
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    # every command's wrapper: an ignored SIGTERM stays ignored, a default one unwinds
+    program = ("import os, signal, sys; sys.path.insert(0, %r); from fbnet_symbol.cli import run; "
+               "signal.signal(signal.SIGTERM, signal.%s); "
+               "run(lambda argv: os.kill(os.getpid(), signal.SIGTERM))")
+    for disposition, code in (("SIG_IGN", 0), ("SIG_DFL", 143)):
+        done = subprocess.run([sys.executable, "-c", program % (ROOT, disposition)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == code, (disposition, done.stderr)

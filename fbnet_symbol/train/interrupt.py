@@ -19,7 +19,9 @@ NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
 class StopSignals:
     """While entered, SIGINT and SIGTERM set :attr:`received` instead of stopping the
     process. Off when ``enabled`` is False (several workers cannot agree on the step) or
-    outside the main thread (Python delivers signals there only)."""
+    outside the main thread (Python delivers signals there only). A signal the process was
+    started to ignore stays ignored (``cmd &`` in a script, ``nohup``-style launchers): the
+    caller chose that run to outlive a Ctrl-C."""
 
     def __init__(self, enabled=True):
         self.enabled = enabled and threading.current_thread() is threading.main_thread()
@@ -29,7 +31,8 @@ class StopSignals:
     def __enter__(self):
         if self.enabled:
             for sig in NAMES:
-                self._previous[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc):
