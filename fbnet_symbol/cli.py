@@ -159,7 +159,7 @@ def setup_logging(log_file=None, level=logging.INFO):
         root.removeHandler(h)
         h.close()
     if not any(getattr(h, "stream", None) in (sys.stderr, sys.stdout) for h in root.handlers):
-        console = logging.StreamHandler(sys.stderr)
+        console = _Console(sys.stderr)
         console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
                                                "%H:%M:%S"))
         _own(console)
@@ -171,6 +171,18 @@ def _own(handler):
     """Add ``handler`` to the root logger as one :func:`setup_logging` may replace."""
     handler.fbnet_owned = True
     logging.getLogger().addHandler(handler)
+
+
+class _Console(logging.StreamHandler):
+    """Log lines on the console that get a line of their own while a progress bar is drawn
+    (tqdm lifts the bar, prints, redraws it), instead of being glued to the bar's end."""
+
+    def emit(self, record):
+        try:
+            from tqdm import tqdm
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # as logging does: a broken console must not stop the run
+            self.handleError(record)
 
 
 class _LogFile(logging.FileHandler):

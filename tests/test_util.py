@@ -152,3 +152,21 @@ def test_the_start_up_keeps_other_handlers_and_replaces_its_own(tmp_path, caplog
         for h in [h for h in root.handlers if h not in before]:
             root.removeHandler(h)
             h.close()
+
+
+def test_a_log_line_during_a_progress_bar_gets_a_line_of_its_own():
+    """`--log-frequence` lines and the study's "finished" lines print while a bar is drawn;
+    each must start its own line, not follow the bar's text."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    program = ("import logging, sys; sys.path.insert(0, %r); from tqdm import tqdm; "
+               "from fbnet_symbol.cli import setup_logging; setup_logging(); "
+               "bar = tqdm(total=3, file=sys.stderr, mininterval=0); bar.update(); "
+               "logging.getLogger('t').info('hello'); bar.update(); bar.close()" % ROOT)
+    err = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                         timeout=60).stderr
+    lines = [line.split("\r")[-1] for line in err.split("\n") if "hello" in line]
+    assert len(lines) == 1 and re.fullmatch(r"\d\d:\d\d:\d\d INFO hello", lines[0]), err
