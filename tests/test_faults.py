@@ -23,12 +23,17 @@ RUN = ["--batch-size", "8", "--epochs", "4", "--warmup-epochs", "1", "--seed", "
 def start(tiny_data, out, *extra, limit_bytes=None):
     """test.py as a user starts it (``limit_bytes``: the largest file it may write, as when
     a disk fills up: writes beyond it fail)."""
-    def limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    def as_a_foreground_job():
+        # a terminal's foreground job takes Ctrl-C; the suite itself may run with SIGINT
+        # ignored (`.ci/run &`), which the run would inherit and, rightly, keep
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        if limit_bytes:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
     return subprocess.Popen([sys.executable, "test.py", *RUN, *common(tiny_data, out), *extra],
                             cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=limit if limit_bytes else None)
+                            text=True, preexec_fn=as_a_foreground_job)
 
 
 def finish(proc, timeout=600):
@@ -304,6 +309,7 @@ def test_signals_the_process_was_started_to_ignore_stay_ignored():
     such a search stopped at the next Ctrl-C sent to its process group)."""
     from fbnet_symbol.train.interrupt import StopSignals
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous_term = signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         with StopSignals() as stop:
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
@@ -314,6 +320,7 @@ def test_signals_the_process_was_started_to_ignore_stay_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
     # every command's wrapper: an ignored SIGTERM stays ignored, a default one unwinds
     program = ("import os, signal, sys; sys.path.insert(0, %r); from fbnet_symbol.cli import run; "
                "signal.signal(signal.SIGTERM, signal.%s); "
