@@ -29,7 +29,7 @@ from bench_supernet import spin_between_operators  # noqa: E402 (loads no MXNet)
 
 # before torch loads, as ours before MXNet: a step timed alone spins between operators; a
 # loop reading a .rec keeps the library's own policy, as our search loop does
-if "--train-rec" not in sys.argv[1:]:
+if not any(a == "--train-rec" or a.startswith("--train-rec=") for a in sys.argv[1:]):
     spin_between_operators()
 
 import torch  # noqa: E402
